@@ -1,0 +1,155 @@
+/* log.h -- one partition's log: segments in Apache Kafka's on-disk format, append with group
+ * commit through io_uring, reads by offset and timestamp, roll, retention, crash recovery.
+ * The log knows nothing of topics' names, the network or tiering: the broker hands it a
+ * directory and a config, tiering listens to its hooks. All calls are made on the thread that
+ * owns the struct uring given to log_open (the partition's reactor). */
+#ifndef STRATA_LOG_H
+#define STRATA_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <limits.h>
+
+#include "strata/uring.h"
+
+struct log;
+struct log_seg;
+
+/* Per-topic settings the log applies (Kafka topic property names in comments). */
+struct log_config {
+	int64_t segment_bytes;          /* segment.bytes (default 1 GiB) */
+	int64_t segment_ms;             /* segment.ms (default 7 days) */
+	int64_t segment_index_bytes;    /* segment.index.bytes (default 10 MiB): a full index rolls */
+	int64_t retention_ms;           /* retention.ms, -1 unlimited (default 7 days) */
+	int64_t retention_bytes;        /* retention.bytes, -1 unlimited (default) */
+	int64_t flush_messages;         /* flush.messages: 1 (default) = every append is fsynced before
+	                                   it is acknowledged (group commit); N > 1 = acknowledge after
+	                                   the write, fsync once N messages are unflushed */
+	int64_t flush_ms;               /* flush.ms: with flush_messages > 1, fsync at least this often */
+	int32_t max_message_bytes;      /* max.message.bytes (default 1048588): per batch */
+	int32_t index_interval_bytes;   /* index.interval.bytes (default 4096) */
+	bool log_append_time;           /* message.timestamp.type=LogAppendTime */
+	int64_t timestamp_before_max_ms;/* message.timestamp.before.max.ms (default INT64_MAX) */
+	int64_t timestamp_after_max_ms; /* message.timestamp.after.max.ms (default 3600000) */
+};
+void log_config_defaults(struct log_config *cfg);
+
+/* A closed segment, as published to the tiering thread. Paths are absolute. */
+struct log_segment_info {
+	int64_t base_offset;
+	int64_t last_offset;            /* offset of the last record in the segment */
+	int64_t size_bytes;
+	int64_t first_timestamp_ms;     /* first batch's base timestamp */
+	int64_t max_timestamp_ms;
+	char log_path[PATH_MAX];
+	char index_path[PATH_MAX];
+	char timeindex_path[PATH_MAX];
+};
+
+struct log_hooks {
+	void *ctx;
+	/* A segment was rolled: closed, read-only, indexes trimmed and fsynced. May be NULL. */
+	void (*segment_closed)(void *ctx, struct log *l, const struct log_segment_info *info);
+	/* The high watermark advanced (new data readable): wakes long-polling fetches. May be NULL. */
+	void (*hw_advanced)(void *ctx, struct log *l);
+	/* Asked before retention deletes a closed segment; false keeps it (tiering: not yet uploaded).
+	 * NULL = always deletable. */
+	bool (*segment_deletable)(void *ctx, struct log *l, int64_t base_offset);
+};
+
+/* Opens (creating if missing) the partition directory dir and recovers it: a clean shutdown's
+ * checkpoint means nothing is scanned; otherwise batches after the recovery point are
+ * CRC-checked, a torn or corrupt tail is truncated (logged with its byte position), damaged
+ * or missing indexes are rebuilt. Blocking (startup only, before the reactor serves).
+ * Returns 0 or -errno. */
+int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
+	     const struct log_hooks *hooks, struct log **out);
+/* Clean shutdown: the caller has drained the ring (no append in flight). Flushes and fsyncs
+ * data and indexes, writes the recovery checkpoint, frees l. Blocking. Returns 0 or -errno. */
+int log_close(struct log *l);
+/* Removes the partition's directory and frees l (DeleteTopics). No append may be in flight. */
+int log_destroy(struct log *l);
+/* Applies new settings live (AlterConfigs). */
+void log_set_config(struct log *l, const struct log_config *cfg);
+const char *log_dir(const struct log *l);
+
+/* An append of one Produce partition's records: one or more RecordBatch v2. */
+struct log_append {
+	/* in: the batches; the log writes base offsets (and, for LogAppendTime, timestamps and
+	 * CRCs) into them in place. Must stay valid and unchanged until done runs. */
+	uint8_t *data;
+	size_t len;
+	/* Runs exactly once on the owning thread when log_append returned KERR_NONE: kerr is
+	 * KERR_NONE once the records are durable (or written, when the config relaxes flushing),
+	 * or KERR_KAFKA_STORAGE_ERROR when the write or fsync failed (nothing of it is served). */
+	void (*done)(struct log_append *a, int kerr);
+	/* out, set by log_append before it returns KERR_NONE */
+	int64_t base_offset;
+	int64_t last_offset;
+	int64_t log_append_time_ms;     /* -1 unless LogAppendTime */
+	int32_t record_count;
+	/* internal to the log */
+	struct log_append *next_;
+	uint64_t seq_;
+	struct log_seg *seg_;
+	int64_t file_pos_;
+	int state_;
+	int kerr_;
+	struct uring_op op_;
+};
+
+/* Validates every batch (length, magic 2, CRC-32C, record count against lastOffsetDelta,
+ * size against max.message.bytes, timestamps), assigns offsets and submits the write.
+ * Returns KERR_NONE (done will run later) or the Kafka error (nothing written, done never
+ * runs): KERR_CORRUPT_MESSAGE, KERR_MESSAGE_TOO_LARGE, KERR_INVALID_RECORD,
+ * KERR_INVALID_TIMESTAMP, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT, KERR_KAFKA_STORAGE_ERROR. */
+int log_append(struct log *l, struct log_append *a);
+
+/* A byte range of whole batches in one segment file, for sending without a copy. */
+struct log_slice {
+	struct log_seg *seg;            /* referenced until log_slice_release (keeps fd open) */
+	int fd;
+	int64_t file_pos;
+	int64_t len;                    /* 0: nothing to read at that offset yet */
+	int64_t first_offset;           /* base offset of the first batch in the range */
+	int64_t next_offset;            /* offset after the last batch in the range */
+};
+/* Reads from the batch that contains offset: whole batches, not past upto_offset (exclusive;
+ * the high watermark, or the last stable offset), at most max_bytes unless min_one and the
+ * first batch alone is larger (KIP-74). A slice never spans two segments: call again from
+ * next_offset. Returns KERR_NONE (len may be 0 at the end) or KERR_OFFSET_OUT_OF_RANGE
+ * (offset < log start or > high watermark). */
+int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
+	     struct log_slice *out);
+void log_slice_release(struct log_slice *s);
+
+/* The earliest record with timestamp >= ts_ms (ListOffsets): *offset_out and its *ts_out, or
+ * *offset_out = -1 when every record is older. Record-exact (looks inside the batch). */
+int log_offset_for_timestamp(struct log *l, int64_t ts_ms, int64_t *offset_out, int64_t *ts_out);
+/* The record with the largest timestamp (ListOffsets MAX_TIMESTAMP), or -1/-1 when empty. */
+int log_max_timestamp(struct log *l, int64_t *offset_out, int64_t *ts_out);
+
+int64_t log_start_offset(const struct log *l);
+int64_t log_high_watermark(const struct log *l); /* everything below is durable and readable */
+int64_t log_end_offset(const struct log *l);     /* next offset to assign */
+int64_t log_size_bytes(const struct log *l);
+int32_t log_segment_count(const struct log *l);
+
+/* Rolls the active segment now (no-op when it is empty). Returns 0 or -errno. */
+int log_roll(struct log *l);
+/* Time-driven work: roll on segment.ms, fsync on flush.ms. Call about once a second. */
+void log_tick(struct log *l, int64_t now_ms);
+/* cleanup.policy=delete: removes whole closed segments past retention.ms / retention.bytes
+ * (asking hooks.segment_deletable first). Returns segments deleted or -errno. */
+int log_retention_run(struct log *l, int64_t now_ms);
+/* DeleteRecords: moves the log start offset up to new_start (<= high watermark), persisted;
+ * whole segments below it are deleted. Returns KERR_NONE or KERR_OFFSET_OUT_OF_RANGE. */
+int log_delete_records(struct log *l, int64_t new_start);
+
+/* Calls fn for every batch header from from_offset to the end, in order (startup only:
+ * blocking), e.g. to rebuild idempotent-producer state. Stops early when fn returns != 0. */
+struct batch_hdr;
+int log_scan_batches(struct log *l, int64_t from_offset,
+		     int (*fn)(void *ctx, const struct batch_hdr *h, int64_t file_pos), void *ctx);
+
+#endif

@@ -238,7 +238,7 @@ static void topic_free(struct topic *t, bool destroy)
 	free(t);
 }
 
-static int topic_save(struct broker *b, const struct topic *t)
+static int topic_save(struct broker *b, const struct topic *t, int32_t n_partitions)
 {
 	char buf[16384], idtxt[40], fname[BROKER_TOPIC_NAME_MAX + 8], num[32];
 	size_t n = 0;
@@ -246,7 +246,7 @@ static int topic_save(struct broker *b, const struct topic *t)
 		snprintf(idtxt + 2 * i, 3, "%02x", t->id[i]);
 	n += (size_t)snprintf(buf + n, sizeof buf - n,
 			      "# strata topic metadata, written atomically; do not edit while stratad runs\n"
-			      "topic.id=%s\npartitions=%d\n", idtxt, t->n_partitions);
+			      "topic.id=%s\npartitions=%d\n", idtxt, n_partitions);
 	for (size_t i = 0; i < t->cfg.schema->n_defs && n < sizeof buf; i++) {
 		if (!t->cfg.vals[i].set)
 			continue;
@@ -398,8 +398,9 @@ static int load_cluster_id(struct broker *b)
 		char line[256];
 		while (fgets(line, sizeof line, f)) {
 			line[strcspn(line, "\r\n")] = 0;
-			if (strncmp(line, "cluster.id=", 11) == 0)
-				snprintf(b->cluster_id, sizeof b->cluster_id, "%s", line + 11);
+			size_t idl = strlen(line + 11);
+			if (strncmp(line, "cluster.id=", 11) == 0 && idl < sizeof b->cluster_id)
+				memcpy(b->cluster_id, line + 11, idl + 1);
 		}
 		fclose(f);
 		if (b->cluster_id[0])
@@ -576,7 +577,8 @@ int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t 
 	t->internal = len > 2 && name[0] == '_' && name[1] == '_';
 	/* Metadata first: a crash after it leaves a topic whose empty partition dirs are created
 	 * at the next start; the reverse would leave orphan directories nobody owns. */
-	if ((rc = topic_save(b, t)) < 0 || (rc = topic_open_partitions(b, t, 0, partitions)) < 0) {
+	if ((rc = topic_save(b, t, partitions)) < 0 ||
+	    (rc = topic_open_partitions(b, t, 0, partitions)) < 0) {
 		snprintf(why, why_len, "cannot create topic %s: %s", t->name, strerror(-rc));
 		char mpath[PATH_MAX + BROKER_TOPIC_NAME_MAX + 16];
 		snprintf(mpath, sizeof mpath, "%s/%s.topic", b->meta_dir, t->name);
@@ -627,7 +629,7 @@ int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, 
 		snprintf(why, why_len, "cannot create partitions: %s", strerror(-rc));
 		return KERR_KAFKA_STORAGE_ERROR;
 	}
-	if ((rc = topic_save(b, t)) < 0) {
+	if ((rc = topic_save(b, t, new_total)) < 0) {
 		snprintf(why, why_len, "cannot save topic metadata: %s", strerror(-rc));
 		return KERR_KAFKA_STORAGE_ERROR;
 	}
@@ -643,7 +645,7 @@ int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg 
 		return rc;
 	cfg_free(&t->cfg);
 	t->cfg = nc;
-	if ((rc = topic_save(b, t)) < 0)
+	if ((rc = topic_save(b, t, t->n_partitions)) < 0)
 		return rc;
 	struct log_config lc;
 	broker_log_config(b, t, &lc);
@@ -681,4 +683,18 @@ void broker_tick(struct broker *b, int64_t now_ms)
 	}
 	b->last_tick_ms = now_ms;
 	broker_foreach_topic(b, tick_topic, &tc);
+}
+
+static void reapply_topic(void *ctx, struct topic *t)
+{
+	struct broker *b = ctx;
+	struct log_config lc;
+	broker_log_config(b, t, &lc);
+	for (int32_t i = 0; i < t->n_partitions; i++)
+		log_set_config(t->parts[i]->log, &lc);
+}
+
+void broker_reapply_config(struct broker *b)
+{
+	broker_foreach_topic(b, reapply_topic, b);
 }

@@ -11,6 +11,7 @@
 #include <snappy-c.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "strata/common.h"
 #include "strata/compress.h"

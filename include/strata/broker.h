@@ -77,6 +77,8 @@ int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg 
 /* The log settings a topic's partitions use: topic overrides over broker defaults. */
 void broker_log_config(const struct broker *b, const struct topic *t, struct log_config *out);
 
+/* Applies changed broker defaults to every topic's logs (SIGHUP reload). */
+void broker_reapply_config(struct broker *b);
 /* Calls fn for each topic (order unspecified). */
 void broker_foreach_topic(struct broker *b, void (*fn)(void *ctx, struct topic *t), void *ctx);
 /* Periodic work (about once a second): segment.ms rolls, flush.ms, retention. */

@@ -29,7 +29,8 @@ int compress_inflate(int codec, const uint8_t *in, size_t in_len, size_t max_out
  * (one member), raw snappy (as librdkafka writes it; Java and kafka-python read it too), an
  * LZ4 frame as Kafka's Java client writes it (independent 64 KiB blocks, no content size or
  * checksums), one zstd frame with its content size. level 0 = the codec's default; otherwise
- * gzip 1..9, lz4 1..12 (>= 3 is LZ4-HC), zstd -131072..22 (its own range), snappy and none
+ * gzip 1..9, lz4 1..17 (Kafka's range; >= 3 is LZ4-HC, > 12 acts as 12), zstd its own range
+ * (ZSTD_minCLevel()..22; Kafka allows -131072..22), snappy and none
  * ignore it. Returns 0, -EINVAL (level out of range), -ENOTSUP or -ENOMEM. */
 int compress_deflate(int codec, int level, const uint8_t *in, size_t in_len, uint8_t **out,
 		     size_t *out_len);

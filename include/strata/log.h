@@ -93,6 +93,8 @@ struct log_append {
 	uint64_t seq_;
 	struct log_seg *seg_;
 	int64_t file_pos_;
+	int64_t max_ts_;                /* largest timestamp in the append, and the last offset */
+	int64_t max_ts_offset_;         /*   of its batch (time index / ListOffsets bookkeeping) */
 	int state_;
 	int kerr_;
 	struct uring_op op_;
@@ -118,7 +120,8 @@ struct log_slice {
  * the high watermark, or the last stable offset), at most max_bytes unless min_one and the
  * first batch alone is larger (KIP-74). A slice never spans two segments: call again from
  * next_offset. Returns KERR_NONE (len may be 0 at the end) or KERR_OFFSET_OUT_OF_RANGE
- * (offset < log start or > high watermark). */
+ * (offset < log start or > high watermark), KERR_KAFKA_STORAGE_ERROR when the file cannot be
+ * read. */
 int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
 	     struct log_slice *out);
 void log_slice_release(struct log_slice *s);
@@ -147,9 +150,41 @@ int log_retention_run(struct log *l, int64_t now_ms);
 int log_delete_records(struct log *l, int64_t new_start);
 
 /* Calls fn for every batch header from from_offset to the end, in order (startup only:
- * blocking), e.g. to rebuild idempotent-producer state. Stops early when fn returns != 0. */
+ * blocking), e.g. to rebuild idempotent-producer state. Stops early when fn returns != 0.
+ * Returns 0, fn's non-zero value, or -errno. */
 struct batch_hdr;
 int log_scan_batches(struct log *l, int64_t from_offset,
 		     int (*fn)(void *ctx, const struct batch_hdr *h, int64_t file_pos), void *ctx);
+
+/* The partition leader epoch written into every appended batch (Kafka stamps the leader's
+ * epoch; default 0). */
+void log_set_leader_epoch(struct log *l, int32_t epoch);
+
+/* True from a failed write or fsync until the log has cut its files back to the last good
+ * position; appends fail fast with KAFKA_STORAGE_ERROR meanwhile. */
+bool log_storage_failed(const struct log *l);
+
+/* Counters for tests, metrics and the benchmark. */
+struct log_stats {
+	int64_t open_batches_scanned;   /* batches CRC-checked by log_open's recovery */
+	int64_t open_bytes_truncated;   /* torn/corrupt tail bytes cut off at open */
+	int64_t index_rebuilds;         /* missing or damaged indexes rebuilt (open or lazily) */
+	int64_t fsync_rounds;           /* group-commit rounds completed */
+	int64_t rolls;
+	int64_t write_errors;           /* appends failed with KAFKA_STORAGE_ERROR */
+	int64_t checkpoints;            /* recovery checkpoints written */
+};
+void log_get_stats(const struct log *l, struct log_stats *out);
+
+/* Test-only fault injection: the next n append writes (or fsync rounds' fsyncs) complete with
+ * err (e.g. -ENOSPC) instead of their real result; the write itself still happens, so the
+ * log's truncation back to the last good position is exercised too. */
+void log_test_fail_next_writes(struct log *l, int n, int err);
+void log_test_fail_next_syncs(struct log *l, int n, int err);
+
+/* Room left for later work (not implemented yet): transactions (a .txnindex per segment with
+ * aborted transactions, the last stable offset as log_read's upto_offset), compaction
+ * (cleanup.policy=compact rewriting closed segments through .cleaned/.swap files, which
+ * log_open already recognises) and tiered storage (segment_closed / segment_deletable hooks). */
 
 #endif

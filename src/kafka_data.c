@@ -1,0 +1,507 @@
+/* kafka_data.c -- the data path APIs: Produce (appends answered after their covering fsync),
+ * Fetch (long poll, responses built from header bytes plus segment file ranges, no copy of
+ * record bytes) and ListOffsets. Runs on the reactor; parks requests instead of blocking. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_int.h"
+#include "strata/batch.h"
+#include "strata/common.h"
+#include "strata/log.h"
+#include "strata/slog.h"
+
+/* --- Produce -------------------------------------------------------------------------------- */
+
+struct produce_part {
+	struct log_append a;
+	struct produce_state *ps;
+	struct kmsg_produce_response_partition_produce_response *resp;
+	struct partition *p;
+};
+
+struct produce_state {
+	struct kreq *q;
+	struct kmsg_produce_response resp;
+	int16_t acks;
+	uint32_t pending;
+};
+
+static void produce_finish(struct produce_state *ps)
+{
+	struct kreq *q = ps->q;
+	if (ps->acks == 0) {
+		kafka_resp_none(q);
+		return;
+	}
+	KAFKA_RESPOND(q, produce_response, &ps->resp);
+}
+
+static void produce_part_done(struct log_append *a, int kerr)
+{
+	struct produce_part *pp = ST_CONTAINER_OF(a, struct produce_part, a);
+	struct produce_state *ps = pp->ps;
+	pp->resp->error_code = (int16_t)kerr;
+	if (kerr != KERR_NONE) {
+		pp->resp->base_offset = -1;
+		slog_warn("kafka", "topic=%s partition=%d: append failed: %s", pp->p->topic->name,
+			  pp->p->id, kerr_name(kerr));
+	}
+	pp->resp->log_start_offset = log_start_offset(pp->p->log);
+	ST_ASSERT(ps->pending > 0);
+	if (--ps->pending == 0)
+		produce_finish(ps);
+}
+
+void kafka_handle_produce(struct kreq *q)
+{
+	struct kmsg_produce_request req;
+	kmsg_produce_request_init(&req);
+	if (kmsg_produce_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	struct produce_state *ps = arena_calloc(&q->arena, 1, sizeof *ps);
+	if (!ps) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	ps->q = q;
+	ps->acks = req.acks;
+	kmsg_produce_response_init(&ps->resp);
+	ps->resp.throttle_time_ms = 0;
+	int32_t nt = req.topic_data.len < 0 ? 0 : req.topic_data.len;
+	ps->resp.responses.items = arena_calloc(&q->arena, (size_t)nt + 1,
+						sizeof *ps->resp.responses.items);
+	if (!ps->resp.responses.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	ps->resp.responses.len = nt;
+	bool acks_ok = req.acks == 0 || req.acks == 1 || req.acks == -1;
+	/* Hold one count ourselves so completions during the loop cannot finish the request. */
+	ps->pending = 1;
+	for (int32_t i = 0; i < nt; i++) {
+		struct kmsg_produce_request_topic_produce_data *td = &req.topic_data.items[i];
+		struct kmsg_produce_response_topic_produce_response *tr = &ps->resp.responses.items[i];
+		kmsg_produce_response_topic_produce_response_init(tr);
+		tr->name = td->name;
+		int32_t np = td->partition_data.len < 0 ? 0 : td->partition_data.len;
+		tr->partition_responses.items = arena_calloc(&q->arena, (size_t)np + 1,
+							     sizeof *tr->partition_responses.items);
+		if (!tr->partition_responses.items) {
+			kafka_bad_request(q, "out of memory");
+			return;
+		}
+		tr->partition_responses.len = np;
+		struct topic *t = td->name.len >= 0
+			? broker_find_topic(q->srv->broker, td->name.p, (size_t)td->name.len) : NULL;
+		for (int32_t j = 0; j < np; j++) {
+			struct kmsg_produce_request_partition_produce_data *pd = &td->partition_data.items[j];
+			struct kmsg_produce_response_partition_produce_response *pr =
+				&tr->partition_responses.items[j];
+			kmsg_produce_response_partition_produce_response_init(pr);
+			pr->index = pd->index;
+			pr->base_offset = -1;
+			if (!acks_ok) {
+				pr->error_code = KERR_INVALID_REQUIRED_ACKS;
+				continue;
+			}
+			if (!t || pd->index < 0 || pd->index >= t->n_partitions) {
+				pr->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				continue;
+			}
+			struct partition *p = t->parts[pd->index];
+			if (pd->records.len <= 0) {
+				pr->error_code = KERR_INVALID_RECORD;
+				continue;
+			}
+			struct produce_part *pp = arena_calloc(&q->arena, 1, sizeof *pp);
+			if (!pp) {
+				pr->error_code = KERR_UNKNOWN_SERVER_ERROR;
+				continue;
+			}
+			pp->ps = ps;
+			pp->resp = pr;
+			pp->p = p;
+			/* The frame buffer belongs to this request and is writable: the log writes
+			 * base offsets into the batches in place and sends them to disk from there. */
+			pp->a.data = (uint8_t *)(uintptr_t)pd->records.p;
+			pp->a.len = (size_t)pd->records.len;
+			pp->a.done = produce_part_done;
+			int err = log_append(p->log, &pp->a);
+			if (err != KERR_NONE) {
+				pr->error_code = (int16_t)err;
+				slog_debug("kafka", "topic=%s partition=%d: produce rejected: %s", t->name,
+					   pd->index, kerr_name(err));
+				continue;
+			}
+			pr->base_offset = pp->a.base_offset;
+			pr->log_append_time_ms = pp->a.log_append_time_ms;
+			ps->pending++;
+		}
+	}
+	if (--ps->pending == 0)
+		produce_finish(ps);
+}
+
+/* --- Fetch ---------------------------------------------------------------------------------- */
+
+struct fetch_waiter {
+	struct partition_waiter w;
+	struct fetch_state *fs;
+};
+
+struct fetch_state {
+	struct kreq *q;
+	struct kmsg_fetch_request req;
+	struct uring_timer timer;
+	int64_t deadline_ns;
+	struct fetch_waiter *waiters;
+	int32_t n_waiters;
+	bool parked;
+};
+
+struct fetch_out {
+	struct chain c;
+	struct kw w;
+	int err;
+};
+
+static void fetch_flush_kw(struct fetch_out *o)
+{
+	if (o->w.err) {
+		o->err = o->w.err;
+		return;
+	}
+	if (o->w.len == 0)
+		return;
+	size_t len;
+	uint8_t *buf = kw_detach(&o->w, &len);
+	if (chain_append_mem(&o->c, buf, len, free, buf) < 0)
+		o->err = -ENOMEM;
+	kw_init(&o->w, 256);
+}
+
+static void slice_release(void *ctx)
+{
+	struct log_slice *s = ctx;
+	log_slice_release(s);
+	free(s);
+}
+
+static void fetch_arr_len(struct kw *w, bool flex, int32_t n)
+{
+	if (flex)
+		kw_compact_array_len(w, n);
+	else
+		kw_array_len(w, n);
+}
+
+/* Encodes one partition's answer; appends record bytes as file ranges. Returns bytes of
+ * records added. budget: bytes left in the response; *first: no records added yet. */
+static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, struct topic *t,
+			       const struct kmsg_fetch_request_fetch_partition *fp, int64_t budget,
+			       bool *first)
+{
+	struct kreq *q = fs->q;
+	bool flex = q->version >= 12;
+	int16_t err = KERR_NONE;
+	struct partition *p = NULL;
+	int64_t hw = -1, lso = -1, lstart = -1;
+	if (!t || fp->partition < 0 || fp->partition >= t->n_partitions) {
+		err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+	} else {
+		p = t->parts[fp->partition];
+		hw = log_high_watermark(p->log);
+		lso = hw; /* no transactions yet: the last stable offset is the high watermark */
+		lstart = log_start_offset(p->log);
+		if (fp->fetch_offset < lstart || fp->fetch_offset > hw)
+			err = KERR_OFFSET_OUT_OF_RANGE;
+	}
+	kw_i32(&o->w, fp->partition);
+	kw_i16(&o->w, err);
+	kw_i64(&o->w, hw);
+	kw_i64(&o->w, lso);
+	if (q->version >= 5)
+		kw_i64(&o->w, lstart);
+	fetch_arr_len(&o->w, flex, 0); /* aborted_transactions: none */
+	if (q->version >= 11)
+		kw_i32(&o->w, -1); /* preferred_read_replica */
+
+	/* Collect slices first: the records length prefix comes before them. */
+	struct log_slice slices[64];
+	int n = 0;
+	int64_t total = 0;
+	if (err == KERR_NONE && budget > 0) {
+		int64_t off = fp->fetch_offset;
+		int64_t limit = ST_MIN((int64_t)(fp->partition_max_bytes > 0 ? fp->partition_max_bytes : 0),
+				       budget);
+		while (n < (int)ST_ARRAY_LEN(slices) && off < hw) {
+			bool min_one = *first && n == 0;
+			int64_t left = limit - total;
+			if (left <= 0 && !min_one)
+				break;
+			struct log_slice s;
+			int rc = log_read(p->log, off, hw, left > 0 ? left : 0, min_one, &s);
+			if (rc != KERR_NONE || s.len == 0) {
+				if (rc == KERR_NONE)
+					log_slice_release(&s);
+				break;
+			}
+			slices[n++] = s;
+			total += s.len;
+			off = s.next_offset;
+		}
+	}
+	if (flex)
+		kw_uvarint(&o->w, (uint32_t)total + 1);
+	else
+		kw_i32(&o->w, (int32_t)total);
+	if (n > 0) {
+		fetch_flush_kw(o);
+		for (int i = 0; i < n; i++) {
+			struct log_slice *hs = malloc(sizeof *hs);
+			if (!hs) {
+				log_slice_release(&slices[i]);
+				o->err = -ENOMEM;
+				continue;
+			}
+			*hs = slices[i];
+			if (chain_append_file(&o->c, hs->fd, hs->file_pos, (size_t)hs->len, slice_release,
+					      hs) < 0)
+				o->err = -ENOMEM;
+		}
+		*first = false;
+	}
+	if (flex)
+		kw_tags_empty(&o->w);
+	return total;
+}
+
+static void fetch_unpark(struct fetch_state *fs)
+{
+	for (int32_t i = 0; i < fs->n_waiters; i++)
+		partition_waiter_remove(&fs->waiters[i].w);
+	uring_timer_cancel(fs->q->srv->ur, &fs->timer);
+	fs->parked = false;
+}
+
+static void fetch_run(struct fetch_state *fs, bool final);
+
+static void fetch_wake(struct partition_waiter *w)
+{
+	struct fetch_waiter *fw = ST_CONTAINER_OF(w, struct fetch_waiter, w);
+	struct fetch_state *fs = fw->fs;
+	/* Defer to a zero timer: the log calls us from inside its completion handling. */
+	for (int32_t i = 0; i < fs->n_waiters; i++)
+		partition_waiter_remove(&fs->waiters[i].w);
+	uring_timer_arm(fs->q->srv->ur, &fs->timer, 0);
+}
+
+static void fetch_timer(struct uring_timer *t)
+{
+	struct fetch_state *fs = ST_CONTAINER_OF(t, struct fetch_state, timer);
+	fetch_unpark(fs);
+	fetch_run(fs, st_mono_ns() >= fs->deadline_ns || fs->q->srv->stopping ||
+			      net_conn_closed(fs->q->nreq->conn));
+}
+
+static void fetch_park(struct fetch_state *fs)
+{
+	struct kreq *q = fs->q;
+	struct broker *b = q->srv->broker;
+	if (!fs->waiters) {
+		int32_t n = 0;
+		for (int32_t i = 0; i < fs->req.topics.len; i++)
+			n += fs->req.topics.items[i].partitions.len;
+		fs->waiters = arena_calloc(&q->arena, (size_t)n + 1, sizeof *fs->waiters);
+		if (!fs->waiters) {
+			fetch_run(fs, true);
+			return;
+		}
+	}
+	fs->n_waiters = 0;
+	for (int32_t i = 0; i < fs->req.topics.len; i++) {
+		struct kmsg_fetch_request_fetch_topic *ft = &fs->req.topics.items[i];
+		for (int32_t j = 0; j < ft->partitions.len; j++) {
+			struct partition *p = ft->topic.len >= 0
+				? broker_find_partition(b, ft->topic.p, (size_t)ft->topic.len,
+							ft->partitions.items[j].partition) : NULL;
+			if (!p)
+				continue;
+			struct fetch_waiter *fw = &fs->waiters[fs->n_waiters++];
+			fw->fs = fs;
+			fw->w.wake = fetch_wake;
+			partition_waiter_add(p, &fw->w);
+		}
+	}
+	int64_t left_ms = (fs->deadline_ns - st_mono_ns()) / 1000000;
+	uring_timer_arm(q->srv->ur, &fs->timer, left_ms > 0 ? left_ms : 0);
+	fs->parked = true;
+}
+
+static void fetch_run(struct fetch_state *fs, bool final)
+{
+	struct kreq *q = fs->q;
+	struct broker *b = q->srv->broker;
+	bool flex = q->version >= 12;
+	struct fetch_out o;
+	chain_init(&o.c);
+	kw_init(&o.w, 512);
+	o.err = 0;
+	kw_i32(&o.w, q->hdr.correlation_id);
+	if (flex)
+		kw_tags_empty(&o.w);
+	kw_i32(&o.w, 0); /* throttle_time_ms */
+	if (q->version >= 7) {
+		kw_i16(&o.w, KERR_NONE);
+		kw_i32(&o.w, 0); /* session id: Strata answers every fetch in full (no sessions) */
+	}
+	int64_t budget = fs->req.max_bytes > 0 ? fs->req.max_bytes : 0, total = 0;
+	bool first = true, any_error = false;
+	fetch_arr_len(&o.w, flex, fs->req.topics.len < 0 ? 0 : fs->req.topics.len);
+	for (int32_t i = 0; i < fs->req.topics.len; i++) {
+		struct kmsg_fetch_request_fetch_topic *ft = &fs->req.topics.items[i];
+		struct topic *t = ft->topic.len >= 0
+			? broker_find_topic(b, ft->topic.p, (size_t)ft->topic.len) : NULL;
+		if (flex)
+			kw_compact_string(&o.w, ft->topic);
+		else
+			kw_string(&o.w, ft->topic);
+		fetch_arr_len(&o.w, flex, ft->partitions.len < 0 ? 0 : ft->partitions.len);
+		for (int32_t j = 0; j < ft->partitions.len; j++) {
+			const struct kmsg_fetch_request_fetch_partition *fp = &ft->partitions.items[j];
+			if (!t || fp->partition < 0 || fp->partition >= t->n_partitions)
+				any_error = true;
+			else {
+				struct log *l = t->parts[fp->partition]->log;
+				if (fp->fetch_offset < log_start_offset(l) ||
+				    fp->fetch_offset > log_high_watermark(l))
+					any_error = true;
+			}
+			int64_t got = fetch_partition(fs, &o, t, fp, budget - total, &first);
+			total += got;
+		}
+		if (flex)
+			kw_tags_empty(&o.w);
+	}
+	if (flex)
+		kw_tags_empty(&o.w);
+	if (!final && !any_error && total < fs->req.min_bytes && !o.err) {
+		/* Not enough yet: drop what we built (releasing slices) and wait. */
+		kw_free(&o.w);
+		chain_release(&o.c);
+		fetch_park(fs);
+		return;
+	}
+	fetch_flush_kw(&o);
+	kw_free(&o.w);
+	if (o.err) {
+		chain_release(&o.c);
+		kafka_bad_request(q, "out of memory building the fetch response");
+		return;
+	}
+	kafka_resp_chain(q, &o.c);
+}
+
+void kafka_handle_fetch(struct kreq *q)
+{
+	struct fetch_state *fs = arena_calloc(&q->arena, 1, sizeof *fs);
+	if (!fs) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	fs->q = q;
+	kmsg_fetch_request_init(&fs->req);
+	if (kmsg_fetch_request_decode(&q->body, q->version, &fs->req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	if (fs->req.topics.len < 0)
+		fs->req.topics.len = 0;
+	uring_timer_init(&fs->timer, fetch_timer);
+	int32_t wait_ms = fs->req.max_wait_ms < 0 ? 0 : fs->req.max_wait_ms;
+	fs->deadline_ns = st_mono_ns() + (int64_t)wait_ms * 1000000;
+	fetch_run(fs, wait_ms == 0 || fs->req.min_bytes <= 0);
+}
+
+/* --- ListOffsets ---------------------------------------------------------------------------- */
+
+#define LIST_OFFSETS_LATEST (-1)
+#define LIST_OFFSETS_EARLIEST (-2)
+#define LIST_OFFSETS_MAX_TIMESTAMP (-3)
+
+void kafka_handle_list_offsets(struct kreq *q)
+{
+	struct kmsg_list_offsets_request req;
+	kmsg_list_offsets_request_init(&req);
+	if (kmsg_list_offsets_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	struct kmsg_list_offsets_response resp;
+	kmsg_list_offsets_response_init(&resp);
+	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
+	if (!resp.topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.topics.len = nt;
+	for (int32_t i = 0; i < nt; i++) {
+		struct kmsg_list_offsets_request_list_offsets_topic *rt = &req.topics.items[i];
+		struct kmsg_list_offsets_response_list_offsets_topic_response *tr = &resp.topics.items[i];
+		kmsg_list_offsets_response_list_offsets_topic_response_init(tr);
+		tr->name = rt->name;
+		int32_t np = rt->partitions.len < 0 ? 0 : rt->partitions.len;
+		tr->partitions.items = arena_calloc(&q->arena, (size_t)np + 1, sizeof *tr->partitions.items);
+		if (!tr->partitions.items) {
+			kafka_bad_request(q, "out of memory");
+			return;
+		}
+		tr->partitions.len = np;
+		for (int32_t j = 0; j < np; j++) {
+			struct kmsg_list_offsets_request_list_offsets_partition *rp = &rt->partitions.items[j];
+			struct kmsg_list_offsets_response_list_offsets_partition_response *pr =
+				&tr->partitions.items[j];
+			kmsg_list_offsets_response_list_offsets_partition_response_init(pr);
+			pr->partition_index = rp->partition_index;
+			pr->timestamp = -1;
+			pr->offset = -1;
+			pr->leader_epoch = q->version >= 4 ? 0 : -1; /* absent before v4 */
+			struct partition *p = rt->name.len >= 0
+				? broker_find_partition(q->srv->broker, rt->name.p, (size_t)rt->name.len,
+							rp->partition_index) : NULL;
+			if (!p) {
+				pr->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				continue;
+			}
+			int64_t off = -1, ts = -1;
+			int err = KERR_NONE;
+			switch (rp->timestamp) {
+			case LIST_OFFSETS_LATEST:
+				off = log_high_watermark(p->log);
+				break;
+			case LIST_OFFSETS_EARLIEST:
+				off = log_start_offset(p->log);
+				break;
+			case LIST_OFFSETS_MAX_TIMESTAMP:
+				err = log_max_timestamp(p->log, &off, &ts);
+				break;
+			default:
+				if (rp->timestamp < 0) {
+					err = KERR_INVALID_REQUEST;
+					break;
+				}
+				err = log_offset_for_timestamp(p->log, rp->timestamp, &off, &ts);
+				break;
+			}
+			pr->error_code = (int16_t)err;
+			pr->offset = off;
+			pr->timestamp = ts;
+		}
+	}
+	KAFKA_RESPOND(q, list_offsets_response, &resp);
+}

@@ -42,6 +42,9 @@ static void link_release(struct chain_link *l)
 		fn(ctx);
 }
 
+/* Owned copies live right after the link struct (its size keeps them 8-byte aligned). */
+static inline uint8_t *link_data(struct chain_link *l) { return (uint8_t *)(l + 1); }
+
 static struct chain_link *link_alloc(size_t data_cap)
 {
 	if (data_cap > SIZE_MAX - sizeof(struct chain_link))
@@ -84,7 +87,7 @@ static uint8_t *tail_room(struct chain *c, size_t len)
 	struct chain_link *t = c->tail;
 	if (!t || !(t->flags & CHAIN_LINK_OWNED_COPY) || t->done != 0 || t->cap - t->len < len)
 		return NULL;
-	uint8_t *p = t->data + t->len;
+	uint8_t *p = link_data(t) + t->len;
 	t->len += len;
 	c->len_bytes += len;
 	return p;
@@ -102,10 +105,10 @@ void *chain_reserve(struct chain *c, size_t len)
 	l->kind = CHAIN_MEM;
 	l->flags = CHAIN_LINK_OWNED_COPY;
 	l->cap = cap;
-	l->ptr = l->data;
+	l->ptr = link_data(l);
 	l->len = len;
 	link_push(c, l);
-	return l->data;
+	return link_data(l);
 }
 
 int chain_append_copy(struct chain *c, const void *ptr, size_t len)

@@ -1,13 +1,1335 @@
-/* kafka_admin.c -- the Kafka admin APIs (stub while being written). */
-#include "kafka_int.h"
+/* kafka_admin.c -- the Kafka admin APIs: CreateTopics, DeleteTopics, CreatePartitions,
+ * DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, OffsetForLeaderEpoch
+ * and InitProducerId (producer id allocation, persisted in blocks under log.dirs).
+ * Decides what a request means in Kafka's terms and answers it; the broker (broker.h) does the
+ * work on topics and config.c validates settings. Runs on the reactor thread: never parks a
+ * request, and blocks only where the broker does (topic directories) or for the rare
+ * producer-id block reservation (one small fsynced file write per 1000 ids). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#define ADMIN_STUB(fn) void fn(struct kreq *q) { kafka_bad_request(q, "not implemented yet"); }
-ADMIN_STUB(kafka_handle_create_topics)
-ADMIN_STUB(kafka_handle_delete_topics)
-ADMIN_STUB(kafka_handle_create_partitions)
-ADMIN_STUB(kafka_handle_delete_records)
-ADMIN_STUB(kafka_handle_describe_configs)
-ADMIN_STUB(kafka_handle_alter_configs)
-ADMIN_STUB(kafka_handle_incremental_alter_configs)
-ADMIN_STUB(kafka_handle_offset_for_leader_epoch)
-ADMIN_STUB(kafka_handle_init_producer_id)
+#include "kafka_int.h"
+#include "strata/common.h"
+#include "strata/slog.h"
+
+/* Kafka's ConfigResource.Type ids. */
+enum { RES_TOPIC = 2, RES_BROKER = 4 };
+/* Kafka's DescribeConfigsResponse.ConfigSource ids. */
+enum { SRC_DYNAMIC_TOPIC = 1, SRC_STATIC_BROKER = 4, SRC_DEFAULT = 5 };
+/* IncrementalAlterConfigs operations. */
+enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
+
+#define ADMIN_MSG_MAX 1024
+#define ADMIN_SYNONYMS_MAX 8
+
+/* --- arena strings ----------------------------------------------------------------------- */
+
+/* Response strings must outlive the topic (DeleteTopics frees it) and any local buffer: every
+ * one is copied into the request's arena. Allocation failures are collected in *oom and the
+ * handler gives up once, at the end, instead of checking at every call site. */
+static struct kstr astr(struct kreq *q, const char *s, bool *oom)
+{
+	if (!s)
+		return KSTR_NULL;
+	size_t n = strlen(s);
+	if (n > KIO_STRING_MAX)
+		n = KIO_STRING_MAX;
+	char *p = arena_alloc(&q->arena, n + 1);
+	if (!p) {
+		*oom = true;
+		return KSTR_NULL;
+	}
+	memcpy(p, s, n);
+	p[n] = 0;
+	return (struct kstr){ p, (int32_t)n };
+}
+
+static struct kstr afmt(struct kreq *q, bool *oom, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static struct kstr afmt(struct kreq *q, bool *oom, const char *fmt, ...)
+{
+	char buf[ADMIN_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	return astr(q, buf, oom);
+}
+
+/* A NUL-terminated copy of a wire string (NULL for the null string or out of memory). */
+static char *acstr(struct kreq *q, struct kstr s, bool *oom)
+{
+	if (s.len < 0)
+		return NULL;
+	char *p = arena_alloc(&q->arena, (size_t)s.len + 1);
+	if (!p) {
+		*oom = true;
+		return NULL;
+	}
+	memcpy(p, s.p, (size_t)s.len);
+	p[s.len] = 0;
+	return p;
+}
+
+/* Wire strings may hold NULs; Kafka names never do, and such a name must not match. */
+static bool kstr_has_nul(struct kstr s)
+{
+	return s.len > 0 && memchr(s.p, 0, (size_t)s.len) != NULL;
+}
+
+static int shown_len(struct kstr s) { return s.len < 0 ? 0 : (int)ST_MIN(s.len, 249); }
+
+static struct topic *find_topic(struct kreq *q, struct kstr name)
+{
+	if (name.len < 0 || kstr_has_nul(name))
+		return NULL;
+	return broker_find_topic(q->srv->broker, name.p, (size_t)name.len);
+}
+
+struct find_id_ctx {
+	const uint8_t *id;
+	struct topic *found;
+};
+
+static void find_id_cb(void *ctx, struct topic *t)
+{
+	struct find_id_ctx *f = ctx;
+	if (!f->found && memcmp(t->id, f->id, 16) == 0)
+		f->found = t;
+}
+
+static struct topic *find_topic_by_id(struct kreq *q, const uint8_t id[16])
+{
+	struct find_id_ctx f = { id, NULL };
+	if (!kmsg_uuid_is_zero(id))
+		broker_foreach_topic(q->srv->broker, find_id_cb, &f);
+	return f.found;
+}
+
+/* --- describing settings ------------------------------------------------------------------ */
+
+/* Kafka's DescribeConfigsResponse.ConfigType ids. */
+static int8_t config_type_id(enum cfg_type t)
+{
+	switch (t) {
+	case CFG_BOOL: return 1;
+	case CFG_STRING: return 2;
+	case CFG_INT: return 3;
+	case CFG_LONG: return 5;
+	case CFG_DOUBLE: return 6;
+	case CFG_LIST: return 7;
+	case CFG_PASSWORD: return 9;
+	}
+	return 0;
+}
+
+static bool def_sensitive(const struct cfg_def *d)
+{
+	return d->type == CFG_PASSWORD || (d->flags & CFG_SENSITIVE);
+}
+
+struct desc_synonym {
+	struct kstr name, value;
+	int8_t source;
+};
+
+/* One described setting, before it is put into a DescribeConfigs or CreateTopics answer. */
+struct desc_entry {
+	struct kstr name, value, doc;
+	int8_t source, type;
+	bool read_only, sensitive, is_set;
+	struct desc_synonym syn[ADMIN_SYNONYMS_MAX];
+	int n_syn;
+};
+
+static void add_synonym(struct desc_entry *e, struct kstr name, struct kstr value, int8_t source)
+{
+	if (e->n_syn < ADMIN_SYNONYMS_MAX)
+		e->syn[e->n_syn++] = (struct desc_synonym){ name, value, source };
+}
+
+/* The broker keys a topic key takes its default from, most specific first (Kafka's
+ * LogConfig.TopicConfigSynonyms: retention and roll have several). */
+static int topic_broker_synonyms(int id, const char **out, int max)
+{
+	const struct cfg_def *d = &cfg_topic_schema.defs[id];
+	int n = 0;
+	if (id == TC_RETENTION_MS) {
+		out[n++] = "log.retention.ms";
+		out[n++] = "log.retention.minutes";
+		out[n++] = "log.retention.hours";
+	} else if (id == TC_SEGMENT_MS) {
+		out[n++] = "log.segment.ms";
+		out[n++] = "log.roll.hours";
+	} else if (d->synonym) {
+		out[n++] = d->synonym;
+	}
+	ST_ASSERT(n <= max);
+	return n;
+}
+
+/* The effective value of topic key id as text: the topic's own, else the broker synonym's,
+ * else the default (what the topic's logs use). */
+static const char *topic_value_text(const struct cfg *tc, const struct cfg *bc, int id, char *buf,
+				    size_t buf_len)
+{
+	const struct cfg_def *d = &cfg_topic_schema.defs[id];
+	switch (d->type) {
+	case CFG_INT:
+	case CFG_LONG:
+		snprintf(buf, buf_len, "%" PRId64, cfg_topic_int(tc, bc, id));
+		return buf;
+	case CFG_BOOL:
+		return cfg_topic_int(tc, bc, id) ? "true" : "false";
+	case CFG_DOUBLE:
+		return cfg_text(tc, id, buf, buf_len);
+	case CFG_STRING:
+	case CFG_LIST:
+	case CFG_PASSWORD:
+		return cfg_topic_str(tc, bc, id);
+	}
+	return NULL;
+}
+
+/* Describes topic key id of topic settings tc as Kafka does (ConfigHelper): the synonym list
+ * is the topic's own value, then for each broker synonym its configured value and its
+ * default; the source is the first synonym's. */
+static void describe_topic_key(struct kreq *q, const struct cfg *tc, int id, bool want_doc,
+			       struct desc_entry *e, bool *oom)
+{
+	const struct cfg *bc = q->srv->conf;
+	const struct cfg_def *d = &cfg_topic_schema.defs[id];
+	char buf[64];
+	memset(e, 0, sizeof *e);
+	e->name = astr(q, d->name, oom);
+	e->sensitive = def_sensitive(d);
+	e->type = config_type_id(d->type);
+	e->read_only = false;
+	e->is_set = cfg_is_set(tc, id);
+	e->value = e->sensitive ? KSTR_NULL : astr(q, topic_value_text(tc, bc, id, buf, sizeof buf), oom);
+	e->doc = want_doc ? astr(q, d->doc, oom) : KSTR_NULL;
+	if (e->is_set)
+		add_synonym(e, e->name, e->value, SRC_DYNAMIC_TOPIC);
+	const char *syn[4];
+	int ns = topic_broker_synonyms(id, syn, (int)ST_ARRAY_LEN(syn));
+	for (int i = 0; i < ns; i++) {
+		int bid = cfg_find(bc->schema, syn[i]);
+		if (bid < 0)
+			continue;
+		const struct cfg_def *bd = &bc->schema->defs[bid];
+		struct kstr bname = astr(q, bd->name, oom);
+		bool hide = e->sensitive || def_sensitive(bd);
+		if (cfg_is_set(bc, bid))
+			add_synonym(e, bname, hide ? KSTR_NULL : astr(q, cfg_text(bc, bid, buf, sizeof buf), oom),
+				    SRC_STATIC_BROKER);
+		if (bd->def)
+			add_synonym(e, bname, hide ? KSTR_NULL : astr(q, bd->def, oom), SRC_DEFAULT);
+	}
+	e->source = e->n_syn ? e->syn[0].source : SRC_DEFAULT;
+}
+
+/* A broker key: set in strata.conf or --set (static), or its default. */
+static void describe_broker_key(struct kreq *q, int id, bool want_doc, struct desc_entry *e, bool *oom)
+{
+	const struct cfg *bc = q->srv->conf;
+	const struct cfg_def *d = &bc->schema->defs[id];
+	char buf[64];
+	memset(e, 0, sizeof *e);
+	e->name = astr(q, d->name, oom);
+	e->sensitive = def_sensitive(d);
+	e->type = config_type_id(d->type);
+	e->read_only = !(d->flags & CFG_DYNAMIC) || (d->flags & CFG_READONLY);
+	e->is_set = cfg_is_set(bc, id);
+	/* A key with no default that is not set has no value (cfg_text would say 0). */
+	bool has_value = e->is_set || d->def;
+	e->value = e->sensitive || !has_value ? KSTR_NULL
+					      : astr(q, cfg_text(bc, id, buf, sizeof buf), oom);
+	e->doc = want_doc ? astr(q, d->doc, oom) : KSTR_NULL;
+	if (e->is_set)
+		add_synonym(e, e->name, e->value, SRC_STATIC_BROKER);
+	if (d->def)
+		add_synonym(e, e->name, e->sensitive ? KSTR_NULL : astr(q, d->def, oom), SRC_DEFAULT);
+	e->source = e->is_set ? SRC_STATIC_BROKER : SRC_DEFAULT;
+}
+
+/* --- CreateTopics ---------------------------------------------------------------------------- */
+
+/* Fills a successful CreateTopics v5+ answer: partition count, replication factor and the
+ * topic's settings, as Kafka returns them. */
+static void create_topics_describe(struct kreq *q, const struct cfg *tc,
+				   struct kmsg_create_topics_response_creatable_topic_result *r,
+				   bool *oom)
+{
+	size_t n = cfg_topic_schema.n_defs;
+	r->configs.items = arena_calloc(&q->arena, n + 1, sizeof *r->configs.items);
+	if (!r->configs.items) {
+		*oom = true;
+		return;
+	}
+	r->configs.len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (cfg_topic_schema.defs[i].flags & CFG_ALIAS)
+			continue;
+		struct desc_entry e;
+		describe_topic_key(q, tc, (int)i, false, &e, oom);
+		struct kmsg_create_topics_response_creatable_topic_configs *c =
+			&r->configs.items[r->configs.len++];
+		kmsg_create_topics_response_creatable_topic_configs_init(c);
+		c->name = e.name;
+		c->value = e.value;
+		c->read_only = e.read_only;
+		c->config_source = e.source;
+		c->is_sensitive = e.sensitive;
+	}
+}
+
+/* Validates one topic's request and builds its settings into tc (initialised here, freed by
+ * the caller). Returns a Kafka error with the message in why. *partitions gets the count to
+ * create (-1: num.partitions). */
+static int create_topic_check(struct kreq *q, const struct kmsg_create_topics_request_creatable_topic *ct,
+			      struct cfg *tc, int32_t *partitions, char *why, size_t why_len, bool *oom)
+{
+	struct broker *b = q->srv->broker;
+	if (kstr_has_nul(ct->name) ||
+	    broker_validate_topic_name(ct->name.p, (size_t)ct->name.len, why, why_len) < 0) {
+		if (kstr_has_nul(ct->name))
+			snprintf(why, why_len, "topic name contains a NUL character");
+		return KERR_INVALID_TOPIC_EXCEPTION;
+	}
+	if (find_topic(q, ct->name)) {
+		snprintf(why, why_len, "Topic '%.*s' already exists.", shown_len(ct->name), ct->name.p);
+		return KERR_TOPIC_ALREADY_EXISTS;
+	}
+	int32_t n_assign = ct->assignments.len < 0 ? 0 : ct->assignments.len;
+	if (n_assign > 0) {
+		if (ct->num_partitions != -1 || ct->replication_factor != -1) {
+			snprintf(why, why_len, "Both numPartitions or replicationFactor and "
+				 "replicasAssignments were set. Both cannot be used at the same time.");
+			return KERR_INVALID_REQUEST;
+		}
+		/* Manual assignment: partitions 0..n-1, each on exactly this node. */
+		for (int32_t i = 0; i < n_assign; i++) {
+			const struct kmsg_create_topics_request_creatable_replica_assignment *a =
+				&ct->assignments.items[i];
+			bool seen = false;
+			for (int32_t j = 0; j < i; j++)
+				seen = seen || ct->assignments.items[j].partition_index == a->partition_index;
+			if (a->partition_index < 0 || a->partition_index >= n_assign || seen) {
+				snprintf(why, why_len, "Partitions should be a consecutive 0-based integer "
+					 "sequence, got partition %d among %d assignments.", a->partition_index,
+					 n_assign);
+				return KERR_INVALID_REPLICA_ASSIGNMENT;
+			}
+			if (a->broker_ids.len != 1 || a->broker_ids.items[0] != b->node_id) {
+				snprintf(why, why_len, "Partition %d: replicas must be exactly [%d]: Strata is a "
+					 "single node (node.id=%d) and keeps one replica.", a->partition_index,
+					 b->node_id, b->node_id);
+				return KERR_INVALID_REPLICA_ASSIGNMENT;
+			}
+		}
+		*partitions = n_assign;
+	} else {
+		if (ct->num_partitions == 0 || ct->num_partitions < -1) {
+			snprintf(why, why_len, "Number of partitions was set to an invalid non-positive "
+				 "value.");
+			return KERR_INVALID_PARTITIONS;
+		}
+		if (ct->replication_factor == 0 || ct->replication_factor < -1) {
+			snprintf(why, why_len, "Replication factor must be larger than 0, or -1 to use the "
+				 "default value.");
+			return KERR_INVALID_REPLICATION_FACTOR;
+		}
+		if (ct->replication_factor > 1) {
+			snprintf(why, why_len, "Unable to replicate the partition %d time(s): Strata is a "
+				 "single node and keeps one replica; use replication factor 1 or -1.",
+				 ct->replication_factor);
+			return KERR_INVALID_REPLICATION_FACTOR;
+		}
+		*partitions = ct->num_partitions;
+	}
+	for (int32_t i = 0; i < ct->configs.len; i++) {
+		const struct kmsg_create_topics_request_creatable_topic_config *c = &ct->configs.items[i];
+		char *key = acstr(q, c->name, oom), *val = acstr(q, c->value, oom);
+		if (*oom) {
+			snprintf(why, why_len, "out of memory");
+			return KERR_UNKNOWN_SERVER_ERROR;
+		}
+		if (!key || kstr_has_nul(c->name)) {
+			snprintf(why, why_len, "a config name is null or has a NUL character");
+			return KERR_INVALID_CONFIG;
+		}
+		if (!val) {
+			snprintf(why, why_len, "Null value not supported for topic config %s", key);
+			return KERR_INVALID_CONFIG;
+		}
+		if (cfg_set(tc, key, val, why, why_len) < 0)
+			return KERR_INVALID_CONFIG;
+	}
+	return KERR_NONE;
+}
+
+void kafka_handle_create_topics(struct kreq *q)
+{
+	struct broker *b = q->srv->broker;
+	struct kmsg_create_topics_request req;
+	kmsg_create_topics_request_init(&req);
+	if (kmsg_create_topics_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	struct kmsg_create_topics_response resp;
+	kmsg_create_topics_response_init(&resp);
+	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
+	if (!resp.topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.topics.len = nt;
+	bool oom = false;
+	bool validate_only = q->version >= 1 && req.validate_only;
+	for (int32_t i = 0; i < nt && !oom; i++) {
+		const struct kmsg_create_topics_request_creatable_topic *ct = &req.topics.items[i];
+		struct kmsg_create_topics_response_creatable_topic_result *r = &resp.topics.items[i];
+		kmsg_create_topics_response_creatable_topic_result_init(r);
+		r->name = ct->name;
+		r->error_message = KSTR_NULL;
+		/* A name twice in one request: Kafka refuses every entry of it. */
+		bool dup = false;
+		for (int32_t j = 0; j < nt && !dup; j++)
+			dup = j != i && kstr_eq(req.topics.items[j].name, ct->name);
+		if (dup) {
+			r->error_code = KERR_INVALID_REQUEST;
+			r->error_message = afmt(q, &oom, "Create topics request contains multiple entries "
+						"for the topic '%.*s'.", shown_len(ct->name), ct->name.p);
+			continue;
+		}
+		char why[ADMIN_MSG_MAX] = "";
+		struct cfg tc;
+		if (cfg_init(&tc, &cfg_topic_schema) < 0) {
+			oom = true;
+			break;
+		}
+		int32_t partitions = -1;
+		int err = create_topic_check(q, ct, &tc, &partitions, why, sizeof why, &oom);
+		struct topic *t = NULL;
+		if (err == KERR_NONE)
+			err = broker_create_topic(b, ct->name.p, (size_t)ct->name.len, partitions, &tc,
+						  validate_only, &t, why, sizeof why);
+		if (err != KERR_NONE) {
+			r->error_code = (int16_t)err;
+			r->error_message = astr(q, why, &oom);
+			slog_info("kafka", "create topic '%.*s' refused (%s): %s", shown_len(ct->name),
+				  ct->name.p, kerr_name(err), why);
+			cfg_free(&tc);
+			continue;
+		}
+		r->error_code = KERR_NONE;
+		r->replication_factor = 1;
+		if (t) {
+			r->num_partitions = t->n_partitions;
+			memcpy(r->topic_id, t->id, 16);
+		} else {
+			r->num_partitions = partitions > 0 ? partitions
+							  : (int32_t)cfg_int(q->srv->conf, BC_NUM_PARTITIONS);
+		}
+		if (q->version >= 5)
+			create_topics_describe(q, t ? &t->cfg : &tc, r, &oom);
+		cfg_free(&tc);
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, create_topics_response, &resp);
+}
+
+/* --- DeleteTopics ------------------------------------------------------------------------------ */
+
+void kafka_handle_delete_topics(struct kreq *q)
+{
+	struct broker *b = q->srv->broker;
+	struct kmsg_delete_topics_request req;
+	kmsg_delete_topics_request_init(&req);
+	if (kmsg_delete_topics_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	/* v0-5 name the topics; v6 names them or gives their ids. One list of (name, id). */
+	int32_t nt;
+	if (q->version >= 6) {
+		nt = req.topics.len < 0 ? 0 : req.topics.len;
+	} else {
+		nt = req.topic_names.len < 0 ? 0 : req.topic_names.len;
+	}
+	struct kmsg_delete_topics_response resp;
+	kmsg_delete_topics_response_init(&resp);
+	resp.responses.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.responses.items);
+	if (!resp.responses.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.responses.len = nt;
+	bool oom = false;
+	bool enabled = cfg_bool(q->srv->conf, BC_DELETE_TOPIC_ENABLE);
+	static const uint8_t zero_id[16];
+	for (int32_t i = 0; i < nt && !oom; i++) {
+		struct kstr name = q->version >= 6 ? req.topics.items[i].name : req.topic_names.items[i];
+		const uint8_t *id = q->version >= 6 ? req.topics.items[i].topic_id : zero_id;
+		struct kmsg_delete_topics_response_deletable_topic_result *r = &resp.responses.items[i];
+		kmsg_delete_topics_response_deletable_topic_result_init(r);
+		r->name = name;
+		memcpy(r->topic_id, id, 16);
+		bool by_id = name.len < 0;
+		bool dup = false;
+		for (int32_t j = 0; j < nt && !dup; j++) {
+			if (j == i)
+				continue;
+			if (q->version >= 6)
+				dup = by_id ? (req.topics.items[j].name.len < 0 &&
+					       memcmp(req.topics.items[j].topic_id, id, 16) == 0)
+					    : kstr_eq(req.topics.items[j].name, name);
+			else
+				dup = kstr_eq(req.topic_names.items[j], name);
+		}
+		if (q->version >= 6 && name.len >= 0 && !kmsg_uuid_is_zero(id)) {
+			r->error_code = KERR_INVALID_REQUEST;
+			r->error_message = astr(q, "You may not specify both topic name and topic id.", &oom);
+			continue;
+		}
+		if (dup) {
+			r->error_code = KERR_INVALID_REQUEST;
+			r->error_message = astr(q, "Duplicate topic in the request.", &oom);
+			continue;
+		}
+		if (!enabled) {
+			r->error_code = KERR_TOPIC_DELETION_DISABLED;
+			r->error_message = astr(q, "Topic deletion is disabled (delete.topic.enable=false).",
+						&oom);
+			continue;
+		}
+		/* Looked up now, not before the loop: an earlier delete may have run the ring. */
+		struct topic *t = by_id ? find_topic_by_id(q, id) : find_topic(q, name);
+		if (!t) {
+			r->error_code = by_id ? KERR_UNKNOWN_TOPIC_ID : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+			r->error_message = by_id ? astr(q, "This server does not host this topic ID.", &oom)
+						 : astr(q, "This server does not host this topic-partition.",
+							&oom);
+			continue;
+		}
+		/* Internal topics hold the broker's own state (group offsets): other modules keep
+		 * pointers into their partitions, so they are not deletable. */
+		if (t->internal) {
+			r->error_code = KERR_INVALID_REQUEST;
+			r->error_message = afmt(q, &oom, "Internal topic %s cannot be deleted.", t->name);
+			continue;
+		}
+		r->name = astr(q, t->name, &oom);
+		memcpy(r->topic_id, t->id, 16);
+		char tname[BROKER_TOPIC_NAME_MAX + 1];
+		snprintf(tname, sizeof tname, "%s", t->name);
+		int rc = broker_delete_topic(b, t);
+		if (rc < 0) {
+			r->error_code = KERR_UNKNOWN_SERVER_ERROR;
+			r->error_message = afmt(q, &oom, "cannot delete topic %s: %s", tname, strerror(-rc));
+			slog_error("kafka", "delete topic %s failed: %s", tname, strerror(-rc));
+			continue;
+		}
+		r->error_code = KERR_NONE;
+		r->error_message = KSTR_NULL;
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, delete_topics_response, &resp);
+}
+
+/* --- CreatePartitions -------------------------------------------------------------------------- */
+
+void kafka_handle_create_partitions(struct kreq *q)
+{
+	struct broker *b = q->srv->broker;
+	struct kmsg_create_partitions_request req;
+	kmsg_create_partitions_request_init(&req);
+	if (kmsg_create_partitions_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	struct kmsg_create_partitions_response resp;
+	kmsg_create_partitions_response_init(&resp);
+	resp.results.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.results.items);
+	if (!resp.results.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.results.len = nt;
+	bool oom = false;
+	for (int32_t i = 0; i < nt && !oom; i++) {
+		const struct kmsg_create_partitions_request_create_partitions_topic *ct = &req.topics.items[i];
+		struct kmsg_create_partitions_response_create_partitions_topic_result *r =
+			&resp.results.items[i];
+		kmsg_create_partitions_response_create_partitions_topic_result_init(r);
+		r->name = ct->name;
+		r->error_message = KSTR_NULL;
+		bool dup = false;
+		for (int32_t j = 0; j < nt && !dup; j++)
+			dup = j != i && kstr_eq(req.topics.items[j].name, ct->name);
+		if (dup) {
+			r->error_code = KERR_INVALID_REQUEST;
+			r->error_message = astr(q, "Duplicate topic in request.", &oom);
+			continue;
+		}
+		struct topic *t = find_topic(q, ct->name);
+		if (!t) {
+			r->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+			r->error_message = afmt(q, &oom, "The topic '%.*s' does not exist.",
+						shown_len(ct->name), ct->name.p);
+			continue;
+		}
+		char why[ADMIN_MSG_MAX] = "";
+		int err = KERR_NONE;
+		if (ct->count <= t->n_partitions) {
+			/* broker_add_partitions says the same; checked here first so that the
+			 * assignment count below is meaningful. */
+			err = broker_add_partitions(b, t, ct->count, true, why, sizeof why);
+		} else if (ct->assignments.len >= 0) {
+			int32_t want = ct->count - t->n_partitions;
+			if (ct->assignments.len != want) {
+				snprintf(why, sizeof why, "Increasing the number of partitions by %d but %d "
+					 "assignments provided.", want, ct->assignments.len);
+				err = KERR_INVALID_REPLICA_ASSIGNMENT;
+			}
+			for (int32_t j = 0; j < ct->assignments.len && err == KERR_NONE; j++) {
+				const struct kmsg_i32_array *ids = &ct->assignments.items[j].broker_ids;
+				if (ids->len != 1 || ids->items[0] != b->node_id) {
+					snprintf(why, sizeof why, "Assignment %d: replicas must be exactly [%d]: "
+						 "Strata is a single node (node.id=%d) and keeps one replica.",
+						 j, b->node_id, b->node_id);
+					err = KERR_INVALID_REPLICA_ASSIGNMENT;
+				}
+			}
+		}
+		if (err == KERR_NONE)
+			err = broker_add_partitions(b, t, ct->count, req.validate_only, why, sizeof why);
+		r->error_code = (int16_t)err;
+		if (err != KERR_NONE) {
+			r->error_message = astr(q, why, &oom);
+			slog_info("kafka", "create partitions on %s refused (%s): %s", t->name,
+				  kerr_name(err), why);
+		}
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, create_partitions_response, &resp);
+}
+
+/* --- DeleteRecords ----------------------------------------------------------------------------- */
+
+#define DELETE_RECORDS_HIGH_WATERMARK (-1)
+
+void kafka_handle_delete_records(struct kreq *q)
+{
+	struct kmsg_delete_records_request req;
+	kmsg_delete_records_request_init(&req);
+	if (kmsg_delete_records_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	struct kmsg_delete_records_response resp;
+	kmsg_delete_records_response_init(&resp);
+	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
+	if (!resp.topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.topics.len = nt;
+	for (int32_t i = 0; i < nt; i++) {
+		const struct kmsg_delete_records_request_delete_records_topic *rt = &req.topics.items[i];
+		struct kmsg_delete_records_response_delete_records_topic_result *tr = &resp.topics.items[i];
+		kmsg_delete_records_response_delete_records_topic_result_init(tr);
+		tr->name = rt->name;
+		int32_t np = rt->partitions.len < 0 ? 0 : rt->partitions.len;
+		tr->partitions.items = arena_calloc(&q->arena, (size_t)np + 1, sizeof *tr->partitions.items);
+		if (!tr->partitions.items) {
+			kafka_bad_request(q, "out of memory");
+			return;
+		}
+		tr->partitions.len = np;
+		struct topic *t = find_topic(q, rt->name);
+		for (int32_t j = 0; j < np; j++) {
+			const struct kmsg_delete_records_request_delete_records_partition *rp =
+				&rt->partitions.items[j];
+			struct kmsg_delete_records_response_delete_records_partition_result *pr =
+				&tr->partitions.items[j];
+			kmsg_delete_records_response_delete_records_partition_result_init(pr);
+			pr->partition_index = rp->partition_index;
+			pr->low_watermark = -1;
+			if (!t || rp->partition_index < 0 || rp->partition_index >= t->n_partitions) {
+				pr->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				continue;
+			}
+			struct log *l = t->parts[rp->partition_index]->log;
+			int64_t hw = log_high_watermark(l);
+			int64_t off = rp->offset == DELETE_RECORDS_HIGH_WATERMARK ? hw : rp->offset;
+			int err = off < 0 || off > hw ? KERR_OFFSET_OUT_OF_RANGE : log_delete_records(l, off);
+			pr->error_code = (int16_t)err;
+			if (err == KERR_NONE) {
+				pr->low_watermark = log_start_offset(l);
+				slog_info("kafka", "topic=%s partition=%d: records before %" PRId64
+					  " deleted, log start now %" PRId64, t->name, rp->partition_index,
+					  off, pr->low_watermark);
+			}
+		}
+	}
+	KAFKA_RESPOND(q, delete_records_response, &resp);
+}
+
+/* --- DescribeConfigs --------------------------------------------------------------------------- */
+
+static bool key_requested(const struct kmsg_str_array *keys, const char *name)
+{
+	if (keys->len < 0)
+		return true;
+	for (int32_t i = 0; i < keys->len; i++)
+		if (kstr_eq_c(keys->items[i], name))
+			return true;
+	return false;
+}
+
+static void put_described(struct kreq *q, const struct desc_entry *e, bool want_syn,
+			  struct kmsg_describe_configs_response_describe_configs_resource_result *c,
+			  bool *oom)
+{
+	kmsg_describe_configs_response_describe_configs_resource_result_init(c);
+	c->name = e->name;
+	c->value = e->value;
+	c->read_only = e->read_only;
+	c->is_default = q->version == 0 && !e->is_set; /* v0 only: must stay false later */
+	c->config_source = e->source;
+	c->is_sensitive = e->sensitive;
+	c->config_type = e->type;
+	c->documentation = e->doc;
+	c->synonyms.len = 0;
+	if (!want_syn || e->n_syn == 0)
+		return;
+	c->synonyms.items = arena_calloc(&q->arena, (size_t)e->n_syn, sizeof *c->synonyms.items);
+	if (!c->synonyms.items) {
+		*oom = true;
+		return;
+	}
+	for (int i = 0; i < e->n_syn; i++) {
+		struct kmsg_describe_configs_response_describe_configs_synonym *s = &c->synonyms.items[i];
+		kmsg_describe_configs_response_describe_configs_synonym_init(s);
+		s->name = e->syn[i].name;
+		s->value = e->syn[i].value;
+		s->source = e->syn[i].source;
+	}
+	c->synonyms.len = e->n_syn;
+}
+
+void kafka_handle_describe_configs(struct kreq *q)
+{
+	struct kmsg_describe_configs_request req;
+	kmsg_describe_configs_request_init(&req);
+	if (kmsg_describe_configs_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	bool want_syn = q->version >= 1 && req.include_synonyms;
+	bool want_doc = q->version >= 3 && req.include_documentation;
+	int32_t nr = req.resources.len < 0 ? 0 : req.resources.len;
+	struct kmsg_describe_configs_response resp;
+	kmsg_describe_configs_response_init(&resp);
+	resp.results.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp.results.items);
+	if (!resp.results.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.results.len = nr;
+	bool oom = false;
+	for (int32_t i = 0; i < nr && !oom; i++) {
+		const struct kmsg_describe_configs_request_describe_configs_resource *rr =
+			&req.resources.items[i];
+		struct kmsg_describe_configs_response_describe_configs_result *res = &resp.results.items[i];
+		kmsg_describe_configs_response_describe_configs_result_init(res);
+		res->resource_type = rr->resource_type;
+		res->resource_name = rr->resource_name;
+		res->error_message = KSTR_NULL;
+		const struct cfg_schema *schema;
+		const struct cfg *tc = NULL;
+		if (rr->resource_type == RES_TOPIC) {
+			struct topic *t = find_topic(q, rr->resource_name);
+			if (!t) {
+				char why[256];
+				bool bad = rr->resource_name.len < 0 || kstr_has_nul(rr->resource_name) ||
+					   broker_validate_topic_name(rr->resource_name.p,
+								      (size_t)rr->resource_name.len, why,
+								      sizeof why) < 0;
+				res->error_code = bad ? KERR_INVALID_TOPIC_EXCEPTION
+						      : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				res->error_message = bad ? astr(q, why, &oom)
+							 : afmt(q, &oom, "Topic '%.*s' does not exist.",
+								shown_len(rr->resource_name),
+								rr->resource_name.p);
+				continue;
+			}
+			schema = &cfg_topic_schema;
+			tc = &t->cfg;
+		} else if (rr->resource_type == RES_BROKER) {
+			char want[16];
+			snprintf(want, sizeof want, "%d", q->srv->broker->node_id);
+			/* "" is the cluster-wide dynamic default, which Strata does not have: empty. */
+			if (rr->resource_name.len == 0) {
+				res->error_code = KERR_NONE;
+				continue;
+			}
+			if (!kstr_eq_c(rr->resource_name, want)) {
+				res->error_code = KERR_INVALID_REQUEST;
+				res->error_message = afmt(q, &oom, "Unexpected broker id, expected %s, but "
+							  "received %.*s", want,
+							  shown_len(rr->resource_name),
+							  rr->resource_name.p);
+				continue;
+			}
+			schema = &cfg_broker_schema;
+		} else {
+			res->error_code = KERR_INVALID_REQUEST;
+			res->error_message = afmt(q, &oom, "Strata describes topic (2) and broker (4) "
+						  "resources, not type %d.", rr->resource_type);
+			continue;
+		}
+		res->configs.items = arena_calloc(&q->arena, schema->n_defs + 1,
+						  sizeof *res->configs.items);
+		if (!res->configs.items) {
+			oom = true;
+			break;
+		}
+		res->configs.len = 0;
+		for (size_t k = 0; k < schema->n_defs; k++) {
+			const struct cfg_def *d = &schema->defs[k];
+			if ((d->flags & CFG_ALIAS) || !key_requested(&rr->configuration_keys, d->name))
+				continue;
+			struct desc_entry e;
+			if (tc)
+				describe_topic_key(q, tc, (int)k, want_doc, &e, &oom);
+			else
+				describe_broker_key(q, (int)k, want_doc, &e, &oom);
+			put_described(q, &e, want_syn, &res->configs.items[res->configs.len++], &oom);
+		}
+		res->error_code = KERR_NONE;
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, describe_configs_response, &resp);
+}
+
+/* --- AlterConfigs and IncrementalAlterConfigs ------------------------------------------------ */
+
+static const char broker_alter_msg[] =
+	"broker configs are changed in strata.conf and reloaded with SIGHUP";
+
+/* What both alter APIs do with a resource before touching settings: the topic, or an error. */
+static int alter_target(struct kreq *q, int8_t type, struct kstr name, struct topic **out,
+			char *why, size_t why_len)
+{
+	if (type == RES_BROKER) {
+		snprintf(why, why_len, "%s", broker_alter_msg);
+		return KERR_INVALID_REQUEST;
+	}
+	if (type != RES_TOPIC) {
+		snprintf(why, why_len, "Strata alters topic (2) resources only, not type %d.", type);
+		return KERR_INVALID_REQUEST;
+	}
+	*out = find_topic(q, name);
+	if (!*out) {
+		snprintf(why, why_len, "Topic '%.*s' does not exist.", shown_len(name),
+			 name.len < 0 ? "" : name.p);
+		return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+	}
+	return KERR_NONE;
+}
+
+static int apply_topic_cfg(struct kreq *q, struct topic *t, const struct cfg *nc, char *why,
+			   size_t why_len)
+{
+	int rc = broker_set_topic_config(q->srv->broker, t, nc);
+	if (rc < 0) {
+		snprintf(why, why_len, "cannot save the settings of topic %s: %s", t->name, strerror(-rc));
+		slog_error("kafka", "%s", why);
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	slog_info("kafka", "topic=%s settings changed", t->name);
+	return KERR_NONE;
+}
+
+void kafka_handle_alter_configs(struct kreq *q)
+{
+	struct kmsg_alter_configs_request req;
+	kmsg_alter_configs_request_init(&req);
+	if (kmsg_alter_configs_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	int32_t nr = req.resources.len < 0 ? 0 : req.resources.len;
+	struct kmsg_alter_configs_response resp;
+	kmsg_alter_configs_response_init(&resp);
+	resp.responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp.responses.items);
+	if (!resp.responses.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.responses.len = nr;
+	bool oom = false;
+	for (int32_t i = 0; i < nr && !oom; i++) {
+		const struct kmsg_alter_configs_request_alter_configs_resource *rr = &req.resources.items[i];
+		struct kmsg_alter_configs_response_alter_configs_resource_response *r =
+			&resp.responses.items[i];
+		kmsg_alter_configs_response_alter_configs_resource_response_init(r);
+		r->resource_type = rr->resource_type;
+		r->resource_name = rr->resource_name;
+		r->error_message = KSTR_NULL;
+		char why[ADMIN_MSG_MAX] = "";
+		struct topic *t = NULL;
+		int err = alter_target(q, rr->resource_type, rr->resource_name, &t, why, sizeof why);
+		struct cfg nc = { 0 };
+		if (err == KERR_NONE && cfg_init(&nc, &cfg_topic_schema) < 0) {
+			oom = true;
+			break;
+		}
+		/* Kafka's AlterConfigs replaces the whole set: keys not listed go back to their
+		 * defaults. Everything is validated before anything changes. */
+		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++) {
+			const struct kmsg_alter_configs_request_alterable_config *c = &rr->configs.items[k];
+			char *key = acstr(q, c->name, &oom), *val = acstr(q, c->value, &oom);
+			if (oom)
+				break;
+			if (!key || kstr_has_nul(c->name)) {
+				snprintf(why, sizeof why, "a config name is null or has a NUL character");
+				err = KERR_INVALID_CONFIG;
+			} else if (!val) {
+				/* null: not set (back to the default), like a key not listed */
+				if (cfg_find(&cfg_topic_schema, key) < 0) {
+					snprintf(why, sizeof why, "unknown topic config %s", key);
+					err = KERR_INVALID_CONFIG;
+				}
+			} else if (cfg_set(&nc, key, val, why, sizeof why) < 0) {
+				err = KERR_INVALID_CONFIG;
+			}
+		}
+		if (err == KERR_NONE && !oom && !req.validate_only)
+			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
+		if (nc.vals)
+			cfg_free(&nc);
+		r->error_code = (int16_t)err;
+		if (err != KERR_NONE) {
+			r->error_message = astr(q, why, &oom);
+			slog_info("kafka", "alter configs of '%.*s' refused (%s): %s",
+				  shown_len(rr->resource_name), rr->resource_name.p, kerr_name(err), why);
+		}
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, alter_configs_response, &resp);
+}
+
+/* APPEND / SUBTRACT on a list value: returns the new comma-separated list in the arena. */
+static char *list_edit(struct kreq *q, const char *cur, const char *items, bool append, bool *oom)
+{
+	size_t cap = (cur ? strlen(cur) : 0) + strlen(items) + 2;
+	char *out = arena_alloc(&q->arena, cap);
+	char *cur_copy = acstr(q, kstr_c(cur ? cur : ""), oom);
+	char *items_copy = acstr(q, kstr_c(items), oom);
+	if (!out || !cur_copy || !items_copy) {
+		*oom = true;
+		return NULL;
+	}
+	size_t n = 0;
+	out[0] = 0;
+	char *save = NULL;
+	/* The current items, minus the subtracted ones... */
+	for (char *tok = strtok_r(cur_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		bool drop = false;
+		if (!append) {
+			char *save2 = NULL;
+			char *ic = acstr(q, kstr_c(items), oom);
+			if (!ic)
+				return NULL;
+			for (char *s = strtok_r(ic, ",", &save2); s && !drop; s = strtok_r(NULL, ",", &save2)) {
+				while (*s == ' ')
+					s++;
+				drop = strcmp(s, tok) == 0;
+			}
+		}
+		if (!drop)
+			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", tok);
+	}
+	/* ...plus the appended ones not already there. */
+	if (append) {
+		for (char *tok = strtok_r(items_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			while (*tok == ' ')
+				tok++;
+			if (!*tok)
+				continue;
+			bool have = false;
+			char *have_copy = acstr(q, kstr_c(out), oom);
+			if (!have_copy)
+				return NULL;
+			char *save2 = NULL;
+			for (char *s = strtok_r(have_copy, ",", &save2); s && !have; s = strtok_r(NULL, ",", &save2))
+				have = strcmp(s, tok) == 0;
+			if (!have)
+				n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", tok);
+		}
+	}
+	return out;
+}
+
+void kafka_handle_incremental_alter_configs(struct kreq *q)
+{
+	struct kmsg_incremental_alter_configs_request req;
+	kmsg_incremental_alter_configs_request_init(&req);
+	if (kmsg_incremental_alter_configs_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	int32_t nr = req.resources.len < 0 ? 0 : req.resources.len;
+	struct kmsg_incremental_alter_configs_response resp;
+	kmsg_incremental_alter_configs_response_init(&resp);
+	resp.responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp.responses.items);
+	if (!resp.responses.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.responses.len = nr;
+	bool oom = false;
+	const struct cfg *bc = q->srv->conf;
+	for (int32_t i = 0; i < nr && !oom; i++) {
+		const struct kmsg_incremental_alter_configs_request_alter_configs_resource *rr =
+			&req.resources.items[i];
+		struct kmsg_incremental_alter_configs_response_alter_configs_resource_response *r =
+			&resp.responses.items[i];
+		kmsg_incremental_alter_configs_response_alter_configs_resource_response_init(r);
+		r->resource_type = rr->resource_type;
+		r->resource_name = rr->resource_name;
+		r->error_message = KSTR_NULL;
+		char why[ADMIN_MSG_MAX] = "";
+		struct topic *t = NULL;
+		int err = alter_target(q, rr->resource_type, rr->resource_name, &t, why, sizeof why);
+		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++)
+			for (int32_t j = 0; j < k && err == KERR_NONE; j++)
+				if (kstr_eq(rr->configs.items[j].name, rr->configs.items[k].name)) {
+					snprintf(why, sizeof why, "Error due to duplicate config keys");
+					err = KERR_INVALID_REQUEST;
+				}
+		struct cfg nc = { 0 };
+		if (err == KERR_NONE && cfg_copy(&nc, &t->cfg) < 0) {
+			oom = true;
+			break;
+		}
+		/* Applied to a copy, so a bad operation leaves the topic's settings untouched. */
+		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++) {
+			const struct kmsg_incremental_alter_configs_request_alterable_config *c =
+				&rr->configs.items[k];
+			char *key = acstr(q, c->name, &oom), *val = acstr(q, c->value, &oom);
+			if (oom)
+				break;
+			int id = key && !kstr_has_nul(c->name) ? cfg_find(&cfg_topic_schema, key) : -1;
+			switch (c->config_operation) {
+			case OP_SET:
+				if (!key || !val) {
+					snprintf(why, sizeof why, "Null value not supported for: %s",
+						 key ? key : "(null)");
+					err = KERR_INVALID_CONFIG;
+				} else if (cfg_set(&nc, key, val, why, sizeof why) < 0) {
+					err = KERR_INVALID_CONFIG;
+				}
+				break;
+			case OP_DELETE:
+				/* As Kafka: deleting a key that is not there (or unknown) is a no-op. */
+				if (id >= 0)
+					cfg_unset(&nc, key);
+				break;
+			case OP_APPEND:
+			case OP_SUBTRACT:
+				if (id < 0) {
+					snprintf(why, sizeof why, "unknown topic config %s", key ? key : "(null)");
+					err = KERR_INVALID_CONFIG;
+				} else if (cfg_topic_schema.defs[id].type != CFG_LIST) {
+					snprintf(why, sizeof why, "Config value %s is not allowed for config "
+						 "key: %s (not a list)",
+						 c->config_operation == OP_APPEND ? "append" : "subtract", key);
+					err = KERR_INVALID_CONFIG;
+				} else if (!val) {
+					snprintf(why, sizeof why, "Null value not supported for: %s", key);
+					err = KERR_INVALID_CONFIG;
+				} else {
+					char *nv = list_edit(q, cfg_topic_str(&nc, bc, id), val,
+							     c->config_operation == OP_APPEND, &oom);
+					if (nv && cfg_set(&nc, key, nv, why, sizeof why) < 0)
+						err = KERR_INVALID_CONFIG;
+				}
+				break;
+			default:
+				snprintf(why, sizeof why, "unknown config operation %d for %s",
+					 c->config_operation, key ? key : "(null)");
+				err = KERR_INVALID_REQUEST;
+				break;
+			}
+		}
+		if (err == KERR_NONE && !oom && !req.validate_only)
+			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
+		if (nc.vals)
+			cfg_free(&nc);
+		r->error_code = (int16_t)err;
+		if (err != KERR_NONE) {
+			r->error_message = astr(q, why, &oom);
+			slog_info("kafka", "incremental alter configs of '%.*s' refused (%s): %s",
+				  shown_len(rr->resource_name), rr->resource_name.p, kerr_name(err), why);
+		}
+	}
+	if (oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, incremental_alter_configs_response, &resp);
+}
+
+/* --- OffsetForLeaderEpoch ---------------------------------------------------------------------- */
+
+/* Strata's leader epoch is always 0 and starts at offset 0: the answers are what Kafka's
+ * LeaderEpochFileCache.endOffsetFor gives with the single entry (epoch 0, log start). */
+#define STRATA_LEADER_EPOCH 0
+
+void kafka_handle_offset_for_leader_epoch(struct kreq *q)
+{
+	struct kmsg_offset_for_leader_epoch_request req;
+	kmsg_offset_for_leader_epoch_request_init(&req);
+	if (kmsg_offset_for_leader_epoch_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	struct kmsg_offset_for_leader_epoch_response resp;
+	kmsg_offset_for_leader_epoch_response_init(&resp);
+	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
+	if (!resp.topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp.topics.len = nt;
+	for (int32_t i = 0; i < nt; i++) {
+		const struct kmsg_offset_for_leader_epoch_request_offset_for_leader_topic *rt =
+			&req.topics.items[i];
+		struct kmsg_offset_for_leader_epoch_response_offset_for_leader_topic_result *tr =
+			&resp.topics.items[i];
+		kmsg_offset_for_leader_epoch_response_offset_for_leader_topic_result_init(tr);
+		tr->topic = rt->topic;
+		int32_t np = rt->partitions.len < 0 ? 0 : rt->partitions.len;
+		tr->partitions.items = arena_calloc(&q->arena, (size_t)np + 1, sizeof *tr->partitions.items);
+		if (!tr->partitions.items) {
+			kafka_bad_request(q, "out of memory");
+			return;
+		}
+		tr->partitions.len = np;
+		struct topic *t = find_topic(q, rt->topic);
+		for (int32_t j = 0; j < np; j++) {
+			const struct kmsg_offset_for_leader_epoch_request_offset_for_leader_partition *rp =
+				&rt->partitions.items[j];
+			struct kmsg_offset_for_leader_epoch_response_epoch_end_offset *pr =
+				&tr->partitions.items[j];
+			kmsg_offset_for_leader_epoch_response_epoch_end_offset_init(pr);
+			pr->partition = rp->partition;
+			pr->leader_epoch = -1;
+			pr->end_offset = -1;
+			if (!t || rp->partition < 0 || rp->partition >= t->n_partitions) {
+				pr->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				continue;
+			}
+			/* The client's view of the current epoch (v2+): -1 means "not known". */
+			int32_t cur = q->version >= 2 ? rp->current_leader_epoch : -1;
+			if (cur != -1 && cur < STRATA_LEADER_EPOCH) {
+				pr->error_code = KERR_FENCED_LEADER_EPOCH;
+				continue;
+			}
+			if (cur > STRATA_LEADER_EPOCH) {
+				pr->error_code = KERR_UNKNOWN_LEADER_EPOCH;
+				continue;
+			}
+			struct log *l = t->parts[rp->partition]->log;
+			pr->error_code = KERR_NONE;
+			if (rp->leader_epoch == STRATA_LEADER_EPOCH) {
+				/* the current epoch: it ends at the log end */
+				pr->leader_epoch = STRATA_LEADER_EPOCH;
+				pr->end_offset = log_end_offset(l);
+			} else if (rp->leader_epoch < -1) {
+				/* older than every known epoch: the start of the first one we know */
+				pr->leader_epoch = rp->leader_epoch;
+				pr->end_offset = log_start_offset(l);
+			}
+			/* -1 (undefined) or newer than ours: UNDEFINED epoch and offset, no error */
+		}
+	}
+	KAFKA_RESPOND(q, offset_for_leader_epoch_response, &resp);
+}
+
+/* --- InitProducerId ---------------------------------------------------------------------------- */
+
+/* Producer ids are handed out from blocks of PRODUCER_ID_BLOCK reserved in a file under the
+ * metadata directory before any id of the block is used, so an id is never given twice, even
+ * across a crash (at most a block is skipped). The file holds the first id not reserved.
+ * s->next_producer_id == 0 means "not loaded yet": ids start at PRODUCER_ID_BLOCK. */
+#define PRODUCER_ID_BLOCK 1000
+#define PRODUCER_ID_FILE "producer-id"
+
+static int write_small_file_atomic(const char *dir, const char *name, const char *data, size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
+	    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	size_t off = 0;
+	int rc = 0;
+	while (off < len && rc == 0) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		else if (w > 0)
+			off += (size_t)w;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	rc = fsync(dfd) < 0 ? -errno : 0;
+	close(dfd);
+	return rc;
+}
+
+static int producer_ids_load(struct kafka_server *s)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/" PRODUCER_ID_FILE, s->broker->meta_dir) >= (int)sizeof path)
+		return -ENAMETOOLONG;
+	int64_t next = PRODUCER_ID_BLOCK;
+	FILE *f = fopen(path, "r");
+	if (!f && errno != ENOENT)
+		return -errno;
+	if (f) {
+		char line[128];
+		bool found = false;
+		while (fgets(line, sizeof line, f)) {
+			if (line[0] == '#' || line[0] == '\n')
+				continue;
+			char *end;
+			long long v = strtoll(line, &end, 10);
+			if (end == line || (*end && *end != '\n') || v < PRODUCER_ID_BLOCK ||
+			    v % PRODUCER_ID_BLOCK || v > INT64_MAX - PRODUCER_ID_BLOCK) {
+				fclose(f);
+				slog_error("kafka", "%s: bad content", path);
+				return -EINVAL;
+			}
+			next = v;
+			found = true;
+			break;
+		}
+		fclose(f);
+		if (!found) {
+			slog_error("kafka", "%s: no value", path);
+			return -EINVAL;
+		}
+	}
+	s->next_producer_id = next;
+	slog_info("kafka", "producer ids continue from %" PRId64, next);
+	return 0;
+}
+
+/* The next producer id, reserving a new block when this is the first id of one. Returns the id
+ * or -errno. Blocking (file write + fsync) once per PRODUCER_ID_BLOCK ids. */
+static int64_t producer_id_next(struct kafka_server *s)
+{
+	int rc;
+	if (s->next_producer_id == 0 && (rc = producer_ids_load(s)) < 0)
+		return rc;
+	int64_t id = s->next_producer_id;
+	if (id % PRODUCER_ID_BLOCK == 0) {
+		char buf[128];
+		int n = snprintf(buf, sizeof buf, "# strata: producer ids below this one may have been "
+				 "used\n%" PRId64 "\n", id + PRODUCER_ID_BLOCK);
+		rc = write_small_file_atomic(s->broker->meta_dir, PRODUCER_ID_FILE, buf, (size_t)n);
+		if (rc < 0) {
+			slog_error("kafka", "cannot reserve producer ids in %s/" PRODUCER_ID_FILE ": %s",
+				   s->broker->meta_dir, strerror(-rc));
+			return rc;
+		}
+	}
+	s->next_producer_id = id + 1;
+	return id;
+}
+
+void kafka_handle_init_producer_id(struct kreq *q)
+{
+	struct kmsg_init_producer_id_request req;
+	kmsg_init_producer_id_request_init(&req);
+	if (kmsg_init_producer_id_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	struct kmsg_init_producer_id_response resp;
+	kmsg_init_producer_id_response_init(&resp);
+	resp.producer_id = -1;
+	resp.producer_epoch = -1;
+	if (req.transactional_id.len == 0) {
+		/* As Kafka: an empty transactional id is a client bug. */
+		resp.error_code = KERR_INVALID_REQUEST;
+	} else if (req.transactional_id.len > 0) {
+		/* Transactions are not implemented yet. This error is fatal in the Java client and
+		 * librdkafka (a retriable one would make them spin until their timeout). */
+		slog_warn("kafka", "%s: InitProducerId for transactional id '%.*s' refused: "
+			  "transactions are not supported", net_conn_peer(q->nreq->conn),
+			  shown_len(req.transactional_id), req.transactional_id.p);
+		resp.error_code = KERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+	} else {
+		/* Idempotent producer: as Kafka, always a fresh id with epoch 0, also when the
+		 * client sends its current id and epoch (KIP-360 bump after an error): a new id
+		 * resets its sequences just as well. */
+		int64_t id = producer_id_next(q->srv);
+		if (id < 0) {
+			resp.error_code = KERR_COORDINATOR_NOT_AVAILABLE; /* retriable */
+		} else {
+			resp.error_code = KERR_NONE;
+			resp.producer_id = id;
+			resp.producer_epoch = 0;
+		}
+	}
+	KAFKA_RESPOND(q, init_producer_id_response, &resp);
+}

@@ -358,7 +358,7 @@ int kmsg_request_header_decode(struct kr *r, int16_t v, struct kmsg_request_head
 	o->request_api_version = kr_i16(r);
 	o->correlation_id = kr_i32(r);
 	if (v >= 1) {
-		if ((rc = rd_str(r, false, v >= 1, &o->client_id)) < 0)
+		if ((rc = rd_str(r, false, true, &o->client_id)) < 0)
 			return rc;
 	}
 	if (v >= 2)
@@ -377,7 +377,7 @@ int kmsg_request_header_encode(struct kw *w, int16_t v, const struct kmsg_reques
 	kw_i16(w, o->request_api_version);
 	kw_i32(w, o->correlation_id);
 	if (v >= 1) {
-		if ((rc = wr_str(w, false, v >= 1, o->client_id)) < 0)
+		if ((rc = wr_str(w, false, true, o->client_id)) < 0)
 			return rc;
 	}
 	if (v >= 2)
@@ -420,6 +420,7 @@ int kmsg_response_header_encode(struct kw *w, int16_t v, const struct kmsg_respo
 void kmsg_produce_request_partition_produce_data_init(struct kmsg_produce_request_partition_produce_data *o)
 {
 	memset(o, 0, sizeof *o);
+	o->records = KBYTES_NULL;
 }
 
 static int kmsg_produce_request_partition_produce_data_decode(struct kr *r, int16_t v, struct kmsg_produce_request_partition_produce_data *o, struct arena *a)
@@ -508,7 +509,7 @@ int kmsg_produce_request_decode(struct kr *r, int16_t v, struct kmsg_produce_req
 		return -EINVAL;
 	kmsg_produce_request_init(o);
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 9, v >= 3, &o->transactional_id)) < 0)
+		if ((rc = rd_str(r, v >= 9, true, &o->transactional_id)) < 0)
 			return rc;
 	}
 	o->acks = kr_i16(r);
@@ -533,7 +534,7 @@ int kmsg_produce_request_encode(struct kw *w, int16_t v, const struct kmsg_produ
 	if (v < 0 || v > 11)
 		return kw_fail(w, -EINVAL);
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 9, v >= 3, o->transactional_id)) < 0)
+		if ((rc = wr_str(w, v >= 9, true, o->transactional_id)) < 0)
 			return rc;
 	}
 	if (v <= 2 && (o->transactional_id.len >= 0))
@@ -646,7 +647,7 @@ static int kmsg_produce_response_partition_produce_response_decode(struct kr *r,
 		}
 	}
 	if (v >= 8) {
-		if ((rc = rd_str(r, v >= 9, v >= 8, &o->error_message)) < 0)
+		if ((rc = rd_str(r, v >= 9, true, &o->error_message)) < 0)
 			return rc;
 	}
 	if (flex) {
@@ -696,7 +697,7 @@ static int kmsg_produce_response_partition_produce_response_encode(struct kw *w,
 		}
 	}
 	if (v >= 8) {
-		if ((rc = wr_str(w, v >= 9, v >= 8, o->error_message)) < 0)
+		if ((rc = wr_str(w, v >= 9, true, o->error_message)) < 0)
 			return rc;
 	}
 	if (v <= 9 && (kmsg_produce_response_leader_id_and_epoch_nondefault(&o->current_leader)))
@@ -1007,7 +1008,7 @@ static int kmsg_fetch_request_fetch_topic_decode(struct kr *r, int16_t v, struct
 	(void)flex; (void)rc; (void)a;
 	kmsg_fetch_request_fetch_topic_init(o);
 	if (v <= 12) {
-		if ((rc = rd_str(r, v == 12, false, &o->topic)) < 0)
+		if ((rc = rd_str(r, v >= 12, false, &o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -1030,7 +1031,7 @@ static int kmsg_fetch_request_fetch_topic_encode(struct kw *w, int16_t v, const 
 	const bool flex = v >= 12;
 	(void)flex; (void)rc;
 	if (v <= 12) {
-		if ((rc = wr_str(w, v == 12, false, o->topic)) < 0)
+		if ((rc = wr_str(w, v >= 12, false, o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -1059,7 +1060,7 @@ static int kmsg_fetch_request_forgotten_topic_decode(struct kr *r, int16_t v, st
 	(void)flex; (void)rc; (void)a;
 	kmsg_fetch_request_forgotten_topic_init(o);
 	if (v <= 12) {
-		if ((rc = rd_str(r, v == 12, false, &o->topic)) < 0)
+		if ((rc = rd_str(r, v >= 12, false, &o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -1081,7 +1082,7 @@ static int kmsg_fetch_request_forgotten_topic_encode(struct kw *w, int16_t v, co
 	const bool flex = v >= 12;
 	(void)flex; (void)rc;
 	if (v <= 12) {
-		if ((rc = wr_str(w, v == 12, false, o->topic)) < 0)
+		if ((rc = wr_str(w, v >= 12, false, o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -1157,7 +1158,7 @@ int kmsg_fetch_request_decode(struct kr *r, int16_t v, struct kmsg_fetch_request
 			switch (tag) {
 			case 0:
 				if (v >= 12) {
-					if ((rc = rd_str(t, true, v >= 12, &o->cluster_id)) < 0)
+					if ((rc = rd_str(t, true, true, &o->cluster_id)) < 0)
 						return rc;
 				}
 				break;
@@ -1231,7 +1232,7 @@ int kmsg_fetch_request_encode(struct kw *w, int16_t v, const struct kmsg_fetch_r
 		kw_uvarint(w, ntags);
 		if (v >= 12 && (o->cluster_id.len >= 0)) {
 			size_t at = kw_tag_begin(w, 0);
-			if ((rc = wr_str(w, true, v >= 12, o->cluster_id)) < 0)
+			if ((rc = wr_str(w, true, true, o->cluster_id)) < 0)
 				return rc;
 			kw_tag_end(w, at);
 		}
@@ -1374,6 +1375,7 @@ void kmsg_fetch_response_partition_data_init(struct kmsg_fetch_response_partitio
 	kmsg_fetch_response_leader_id_and_epoch_init(&o->current_leader);
 	kmsg_fetch_response_snapshot_id_init(&o->snapshot_id);
 	o->preferred_read_replica = -1;
+	o->records = KBYTES_NULL;
 }
 
 static int kmsg_fetch_response_partition_data_decode(struct kr *r, int16_t v, struct kmsg_fetch_response_partition_data *o, struct arena *a)
@@ -1390,7 +1392,7 @@ static int kmsg_fetch_response_partition_data_decode(struct kr *r, int16_t v, st
 	if (v >= 5)
 		o->log_start_offset = kr_i64(r);
 	if (v >= 4) {
-		o->aborted_transactions.items = rd_arr(r, v >= 12, v >= 4, 16, sizeof *o->aborted_transactions.items, a, &o->aborted_transactions.len, &rc);
+		o->aborted_transactions.items = rd_arr(r, v >= 12, true, 16, sizeof *o->aborted_transactions.items, a, &o->aborted_transactions.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->aborted_transactions.len; i++) {
@@ -1459,7 +1461,7 @@ static int kmsg_fetch_response_partition_data_encode(struct kw *w, int16_t v, co
 	if (v <= 11 && (kmsg_fetch_response_snapshot_id_nondefault(&o->snapshot_id)))
 		return kw_fail(w, -EINVAL);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 12, v >= 4, o->aborted_transactions.len, o->aborted_transactions.items)) < 0)
+		if ((rc = wr_arr(w, v >= 12, true, o->aborted_transactions.len, o->aborted_transactions.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->aborted_transactions.len; i++) {
 			if ((rc = kmsg_fetch_response_aborted_transaction_encode(w, v, &o->aborted_transactions.items[i])) < 0)
@@ -1516,7 +1518,7 @@ static int kmsg_fetch_response_fetchable_topic_response_decode(struct kr *r, int
 	(void)flex; (void)rc; (void)a;
 	kmsg_fetch_response_fetchable_topic_response_init(o);
 	if (v <= 12) {
-		if ((rc = rd_str(r, v == 12, false, &o->topic)) < 0)
+		if ((rc = rd_str(r, v >= 12, false, &o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -1539,7 +1541,7 @@ static int kmsg_fetch_response_fetchable_topic_response_encode(struct kw *w, int
 	const bool flex = v >= 12;
 	(void)flex; (void)rc;
 	if (v <= 12) {
-		if ((rc = wr_str(w, v == 12, false, o->topic)) < 0)
+		if ((rc = wr_str(w, v >= 12, false, o->topic)) < 0)
 			return rc;
 	}
 	if (v >= 13)
@@ -2107,7 +2109,7 @@ static int kmsg_metadata_response_broker_decode(struct kr *r, int16_t v, struct 
 		return rc;
 	o->port = kr_i32(r);
 	if (v >= 1) {
-		if ((rc = rd_str(r, v >= 9, v >= 1, &o->rack)) < 0)
+		if ((rc = rd_str(r, v >= 9, true, &o->rack)) < 0)
 			return rc;
 	}
 	if (v >= 9)
@@ -2125,7 +2127,7 @@ static int kmsg_metadata_response_broker_encode(struct kw *w, int16_t v, const s
 		return rc;
 	kw_i32(w, o->port);
 	if (v >= 1) {
-		if ((rc = wr_str(w, v >= 9, v >= 1, o->rack)) < 0)
+		if ((rc = wr_str(w, v >= 9, true, o->rack)) < 0)
 			return rc;
 	}
 	if (v >= 9)
@@ -2294,7 +2296,7 @@ int kmsg_metadata_response_decode(struct kr *r, int16_t v, struct kmsg_metadata_
 			return rc;
 	}
 	if (v >= 2) {
-		if ((rc = rd_str(r, v >= 9, v >= 2, &o->cluster_id)) < 0)
+		if ((rc = rd_str(r, v >= 9, true, &o->cluster_id)) < 0)
 			return rc;
 	}
 	if (v >= 1)
@@ -2329,7 +2331,7 @@ int kmsg_metadata_response_encode(struct kw *w, int16_t v, const struct kmsg_met
 			return rc;
 	}
 	if (v >= 2) {
-		if ((rc = wr_str(w, v >= 9, v >= 2, o->cluster_id)) < 0)
+		if ((rc = wr_str(w, v >= 9, true, o->cluster_id)) < 0)
 			return rc;
 	}
 	if (v >= 1)
@@ -2467,7 +2469,7 @@ int kmsg_offset_commit_request_decode(struct kr *r, int16_t v, struct kmsg_offse
 			return rc;
 	}
 	if (v >= 7) {
-		if ((rc = rd_str(r, v >= 8, v >= 7, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 8, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v >= 2 && v <= 4)
@@ -2500,7 +2502,7 @@ int kmsg_offset_commit_request_encode(struct kw *w, int16_t v, const struct kmsg
 			return rc;
 	}
 	if (v >= 7) {
-		if ((rc = wr_str(w, v >= 8, v >= 7, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 8, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v <= 6 && (o->group_instance_id.len >= 0))
@@ -2738,7 +2740,7 @@ static int kmsg_offset_fetch_request_group_decode(struct kr *r, int16_t v, struc
 	if ((rc = rd_str(r, true, false, &o->group_id)) < 0)
 		return rc;
 	if (v >= 9) {
-		if ((rc = rd_str(r, v >= 9, v >= 9, &o->member_id)) < 0)
+		if ((rc = rd_str(r, true, true, &o->member_id)) < 0)
 			return rc;
 	}
 	if (v >= 9)
@@ -2762,7 +2764,7 @@ static int kmsg_offset_fetch_request_group_encode(struct kw *w, int16_t v, const
 	if ((rc = wr_str(w, true, false, o->group_id)) < 0)
 		return rc;
 	if (v >= 9) {
-		if ((rc = wr_str(w, v >= 9, v >= 9, o->member_id)) < 0)
+		if ((rc = wr_str(w, true, true, o->member_id)) < 0)
 			return rc;
 	}
 	if (v >= 9)
@@ -2792,11 +2794,11 @@ int kmsg_offset_fetch_request_decode(struct kr *r, int16_t v, struct kmsg_offset
 		return -EINVAL;
 	kmsg_offset_fetch_request_init(o);
 	if (v <= 7) {
-		if ((rc = rd_str(r, v >= 6 && v <= 7, false, &o->group_id)) < 0)
+		if ((rc = rd_str(r, v >= 6, false, &o->group_id)) < 0)
 			return rc;
 	}
 	if (v <= 7) {
-		o->topics.items = rd_arr(r, v >= 6 && v <= 7, v >= 2 && v <= 7, 3, sizeof *o->topics.items, a, &o->topics.len, &rc);
+		o->topics.items = rd_arr(r, v >= 6, v >= 2, 3, sizeof *o->topics.items, a, &o->topics.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
@@ -2805,7 +2807,7 @@ int kmsg_offset_fetch_request_decode(struct kr *r, int16_t v, struct kmsg_offset
 		}
 	}
 	if (v >= 8) {
-		o->groups.items = rd_arr(r, v >= 8, false, 3, sizeof *o->groups.items, a, &o->groups.len, &rc);
+		o->groups.items = rd_arr(r, true, false, 3, sizeof *o->groups.items, a, &o->groups.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->groups.len; i++) {
@@ -2828,13 +2830,13 @@ int kmsg_offset_fetch_request_encode(struct kw *w, int16_t v, const struct kmsg_
 	if (v < 0 || v > 9)
 		return kw_fail(w, -EINVAL);
 	if (v <= 7) {
-		if ((rc = wr_str(w, v >= 6 && v <= 7, false, o->group_id)) < 0)
+		if ((rc = wr_str(w, v >= 6, false, o->group_id)) < 0)
 			return rc;
 	}
 	if (v >= 8 && (o->group_id.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 7) {
-		if ((rc = wr_arr(w, v >= 6 && v <= 7, v >= 2 && v <= 7, o->topics.len, o->topics.items)) < 0)
+		if ((rc = wr_arr(w, v >= 6, v >= 2, o->topics.len, o->topics.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
 			if ((rc = kmsg_offset_fetch_request_topic_encode(w, v, &o->topics.items[i])) < 0)
@@ -2844,7 +2846,7 @@ int kmsg_offset_fetch_request_encode(struct kw *w, int16_t v, const struct kmsg_
 	if (v >= 8 && (o->topics.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 8) {
-		if ((rc = wr_arr(w, v >= 8, false, o->groups.len, o->groups.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->groups.len, o->groups.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->groups.len; i++) {
 			if ((rc = kmsg_offset_fetch_request_group_encode(w, v, &o->groups.items[i])) < 0)
@@ -3088,7 +3090,7 @@ int kmsg_offset_fetch_response_decode(struct kr *r, int16_t v, struct kmsg_offse
 	if (v >= 3)
 		o->throttle_time_ms = kr_i32(r);
 	if (v <= 7) {
-		o->topics.items = rd_arr(r, v >= 6 && v <= 7, false, 3, sizeof *o->topics.items, a, &o->topics.len, &rc);
+		o->topics.items = rd_arr(r, v >= 6, false, 3, sizeof *o->topics.items, a, &o->topics.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
@@ -3099,7 +3101,7 @@ int kmsg_offset_fetch_response_decode(struct kr *r, int16_t v, struct kmsg_offse
 	if (v >= 2 && v <= 7)
 		o->error_code = kr_i16(r);
 	if (v >= 8) {
-		o->groups.items = rd_arr(r, v >= 8, false, 5, sizeof *o->groups.items, a, &o->groups.len, &rc);
+		o->groups.items = rd_arr(r, true, false, 5, sizeof *o->groups.items, a, &o->groups.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->groups.len; i++) {
@@ -3122,7 +3124,7 @@ int kmsg_offset_fetch_response_encode(struct kw *w, int16_t v, const struct kmsg
 	if (v >= 3)
 		kw_i32(w, o->throttle_time_ms);
 	if (v <= 7) {
-		if ((rc = wr_arr(w, v >= 6 && v <= 7, false, o->topics.len, o->topics.items)) < 0)
+		if ((rc = wr_arr(w, v >= 6, false, o->topics.len, o->topics.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
 			if ((rc = kmsg_offset_fetch_response_topic_encode(w, v, &o->topics.items[i])) < 0)
@@ -3134,7 +3136,7 @@ int kmsg_offset_fetch_response_encode(struct kw *w, int16_t v, const struct kmsg
 	if (v >= 2 && v <= 7)
 		kw_i16(w, o->error_code);
 	if (v >= 8) {
-		if ((rc = wr_arr(w, v >= 8, false, o->groups.len, o->groups.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->groups.len, o->groups.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->groups.len; i++) {
 			if ((rc = kmsg_offset_fetch_response_group_encode(w, v, &o->groups.items[i])) < 0)
@@ -3163,17 +3165,17 @@ int kmsg_find_coordinator_request_decode(struct kr *r, int16_t v, struct kmsg_fi
 		return -EINVAL;
 	kmsg_find_coordinator_request_init(o);
 	if (v <= 3) {
-		if ((rc = rd_str(r, v == 3, false, &o->key)) < 0)
+		if ((rc = rd_str(r, v >= 3, false, &o->key)) < 0)
 			return rc;
 	}
 	if (v >= 1)
 		o->key_type = kr_i8(r);
 	if (v >= 4) {
-		o->coordinator_keys.items = rd_arr(r, v >= 4, false, 1, sizeof *o->coordinator_keys.items, a, &o->coordinator_keys.len, &rc);
+		o->coordinator_keys.items = rd_arr(r, true, false, 1, sizeof *o->coordinator_keys.items, a, &o->coordinator_keys.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->coordinator_keys.len; i++) {
-			if ((rc = rd_str(r, v >= 4, false, &o->coordinator_keys.items[i])) < 0)
+			if ((rc = rd_str(r, true, false, &o->coordinator_keys.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -3190,7 +3192,7 @@ int kmsg_find_coordinator_request_encode(struct kw *w, int16_t v, const struct k
 	if (v < 0 || v > 6)
 		return kw_fail(w, -EINVAL);
 	if (v <= 3) {
-		if ((rc = wr_str(w, v == 3, false, o->key)) < 0)
+		if ((rc = wr_str(w, v >= 3, false, o->key)) < 0)
 			return rc;
 	}
 	if (v >= 4 && (o->key.len != 0))
@@ -3200,10 +3202,10 @@ int kmsg_find_coordinator_request_encode(struct kw *w, int16_t v, const struct k
 	if (v <= 0 && (o->key_type != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 4, false, o->coordinator_keys.len, o->coordinator_keys.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->coordinator_keys.len, o->coordinator_keys.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->coordinator_keys.len; i++) {
-			if ((rc = wr_str(w, v >= 4, false, o->coordinator_keys.items[i])) < 0)
+			if ((rc = wr_str(w, true, false, o->coordinator_keys.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -3279,19 +3281,19 @@ int kmsg_find_coordinator_response_decode(struct kr *r, int16_t v, struct kmsg_f
 	if (v <= 3)
 		o->error_code = kr_i16(r);
 	if (v >= 1 && v <= 3) {
-		if ((rc = rd_str(r, v == 3, v >= 1 && v <= 3, &o->error_message)) < 0)
+		if ((rc = rd_str(r, v >= 3, true, &o->error_message)) < 0)
 			return rc;
 	}
 	if (v <= 3)
 		o->node_id = kr_i32(r);
 	if (v <= 3) {
-		if ((rc = rd_str(r, v == 3, false, &o->host)) < 0)
+		if ((rc = rd_str(r, v >= 3, false, &o->host)) < 0)
 			return rc;
 	}
 	if (v <= 3)
 		o->port = kr_i32(r);
 	if (v >= 4) {
-		o->coordinators.items = rd_arr(r, v >= 4, false, 14, sizeof *o->coordinators.items, a, &o->coordinators.len, &rc);
+		o->coordinators.items = rd_arr(r, true, false, 14, sizeof *o->coordinators.items, a, &o->coordinators.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->coordinators.len; i++) {
@@ -3318,7 +3320,7 @@ int kmsg_find_coordinator_response_encode(struct kw *w, int16_t v, const struct 
 	if (v >= 4 && (o->error_code != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 1 && v <= 3) {
-		if ((rc = wr_str(w, v == 3, v >= 1 && v <= 3, o->error_message)) < 0)
+		if ((rc = wr_str(w, v >= 3, true, o->error_message)) < 0)
 			return rc;
 	}
 	if (v <= 3)
@@ -3326,7 +3328,7 @@ int kmsg_find_coordinator_response_encode(struct kw *w, int16_t v, const struct 
 	if (v >= 4 && (o->node_id != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 3) {
-		if ((rc = wr_str(w, v == 3, false, o->host)) < 0)
+		if ((rc = wr_str(w, v >= 3, false, o->host)) < 0)
 			return rc;
 	}
 	if (v >= 4 && (o->host.len != 0))
@@ -3336,7 +3338,7 @@ int kmsg_find_coordinator_response_encode(struct kw *w, int16_t v, const struct 
 	if (v >= 4 && (o->port != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 4, false, o->coordinators.len, o->coordinators.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->coordinators.len, o->coordinators.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->coordinators.len; i++) {
 			if ((rc = kmsg_find_coordinator_response_coordinator_encode(w, v, &o->coordinators.items[i])) < 0)
@@ -3412,7 +3414,7 @@ int kmsg_join_group_request_decode(struct kr *r, int16_t v, struct kmsg_join_gro
 	if ((rc = rd_str(r, v >= 6, false, &o->member_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 6, v >= 5, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 6, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if ((rc = rd_str(r, v >= 6, false, &o->protocol_type)) < 0)
@@ -3425,7 +3427,7 @@ int kmsg_join_group_request_decode(struct kr *r, int16_t v, struct kmsg_join_gro
 			return rc;
 	}
 	if (v >= 8) {
-		if ((rc = rd_str(r, v >= 8, v >= 8, &o->reason)) < 0)
+		if ((rc = rd_str(r, true, true, &o->reason)) < 0)
 			return rc;
 	}
 	if (v >= 6)
@@ -3448,7 +3450,7 @@ int kmsg_join_group_request_encode(struct kw *w, int16_t v, const struct kmsg_jo
 	if ((rc = wr_str(w, v >= 6, false, o->member_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 6, v >= 5, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 6, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v <= 4 && (o->group_instance_id.len >= 0))
@@ -3462,7 +3464,7 @@ int kmsg_join_group_request_encode(struct kw *w, int16_t v, const struct kmsg_jo
 			return rc;
 	}
 	if (v >= 8) {
-		if ((rc = wr_str(w, v >= 8, v >= 8, o->reason)) < 0)
+		if ((rc = wr_str(w, true, true, o->reason)) < 0)
 			return rc;
 	}
 	if (v >= 6)
@@ -3486,7 +3488,7 @@ static int kmsg_join_group_response_member_decode(struct kr *r, int16_t v, struc
 	if ((rc = rd_str(r, v >= 6, false, &o->member_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 6, v >= 5, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 6, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if ((rc = rd_bytes(r, v >= 6, false, &o->metadata)) < 0)
@@ -3504,7 +3506,7 @@ static int kmsg_join_group_response_member_encode(struct kw *w, int16_t v, const
 	if ((rc = wr_str(w, v >= 6, false, o->member_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 6, v >= 5, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 6, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if ((rc = wr_bytes(w, v >= 6, false, o->metadata)) < 0)
@@ -3537,7 +3539,7 @@ int kmsg_join_group_response_decode(struct kr *r, int16_t v, struct kmsg_join_gr
 	o->error_code = kr_i16(r);
 	o->generation_id = kr_i32(r);
 	if (v >= 7) {
-		if ((rc = rd_str(r, v >= 7, v >= 7, &o->protocol_type)) < 0)
+		if ((rc = rd_str(r, true, true, &o->protocol_type)) < 0)
 			return rc;
 	}
 	if ((rc = rd_str(r, v >= 6, v >= 7, &o->protocol_name)) < 0)
@@ -3572,7 +3574,7 @@ int kmsg_join_group_response_encode(struct kw *w, int16_t v, const struct kmsg_j
 	kw_i16(w, o->error_code);
 	kw_i32(w, o->generation_id);
 	if (v >= 7) {
-		if ((rc = wr_str(w, v >= 7, v >= 7, o->protocol_type)) < 0)
+		if ((rc = wr_str(w, true, true, o->protocol_type)) < 0)
 			return rc;
 	}
 	if ((rc = wr_str(w, v >= 6, v >= 7, o->protocol_name)) < 0)
@@ -3618,7 +3620,7 @@ int kmsg_heartbeat_request_decode(struct kr *r, int16_t v, struct kmsg_heartbeat
 	if ((rc = rd_str(r, v >= 4, false, &o->member_id)) < 0)
 		return rc;
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 4, v >= 3, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 4, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -3639,7 +3641,7 @@ int kmsg_heartbeat_request_encode(struct kw *w, int16_t v, const struct kmsg_hea
 	if ((rc = wr_str(w, v >= 4, false, o->member_id)) < 0)
 		return rc;
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 4, v >= 3, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 4, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v <= 2 && (o->group_instance_id.len >= 0))
@@ -3704,7 +3706,7 @@ static int kmsg_leave_group_request_member_identity_decode(struct kr *r, int16_t
 	if ((rc = rd_str(r, v >= 4, true, &o->group_instance_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->reason)) < 0)
+		if ((rc = rd_str(r, true, true, &o->reason)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -3722,7 +3724,7 @@ static int kmsg_leave_group_request_member_identity_encode(struct kw *w, int16_t
 	if ((rc = wr_str(w, v >= 4, true, o->group_instance_id)) < 0)
 		return rc;
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->reason)) < 0)
+		if ((rc = wr_str(w, true, true, o->reason)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -3947,15 +3949,15 @@ int kmsg_sync_group_request_decode(struct kr *r, int16_t v, struct kmsg_sync_gro
 	if ((rc = rd_str(r, v >= 4, false, &o->member_id)) < 0)
 		return rc;
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 4, v >= 3, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 4, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->protocol_type)) < 0)
+		if ((rc = rd_str(r, true, true, &o->protocol_type)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->protocol_name)) < 0)
+		if ((rc = rd_str(r, true, true, &o->protocol_name)) < 0)
 			return rc;
 	}
 	o->assignments.items = rd_arr(r, v >= 4, false, 3, sizeof *o->assignments.items, a, &o->assignments.len, &rc);
@@ -3983,17 +3985,17 @@ int kmsg_sync_group_request_encode(struct kw *w, int16_t v, const struct kmsg_sy
 	if ((rc = wr_str(w, v >= 4, false, o->member_id)) < 0)
 		return rc;
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 4, v >= 3, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 4, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v <= 2 && (o->group_instance_id.len >= 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->protocol_type)) < 0)
+		if ((rc = wr_str(w, true, true, o->protocol_type)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->protocol_name)) < 0)
+		if ((rc = wr_str(w, true, true, o->protocol_name)) < 0)
 			return rc;
 	}
 	if ((rc = wr_arr(w, v >= 4, false, o->assignments.len, o->assignments.items)) < 0)
@@ -4026,11 +4028,11 @@ int kmsg_sync_group_response_decode(struct kr *r, int16_t v, struct kmsg_sync_gr
 		o->throttle_time_ms = kr_i32(r);
 	o->error_code = kr_i16(r);
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->protocol_type)) < 0)
+		if ((rc = rd_str(r, true, true, &o->protocol_type)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->protocol_name)) < 0)
+		if ((rc = rd_str(r, true, true, &o->protocol_name)) < 0)
 			return rc;
 	}
 	if ((rc = rd_bytes(r, v >= 4, false, &o->assignment)) < 0)
@@ -4051,11 +4053,11 @@ int kmsg_sync_group_response_encode(struct kw *w, int16_t v, const struct kmsg_s
 		kw_i32(w, o->throttle_time_ms);
 	kw_i16(w, o->error_code);
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->protocol_type)) < 0)
+		if ((rc = wr_str(w, true, true, o->protocol_type)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->protocol_name)) < 0)
+		if ((rc = wr_str(w, true, true, o->protocol_name)) < 0)
 			return rc;
 	}
 	if ((rc = wr_bytes(w, v >= 4, false, o->assignment)) < 0)
@@ -4132,7 +4134,7 @@ static int kmsg_describe_groups_response_described_group_member_decode(struct kr
 	if ((rc = rd_str(r, v >= 5, false, &o->member_id)) < 0)
 		return rc;
 	if (v >= 4) {
-		if ((rc = rd_str(r, v >= 5, v >= 4, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, v >= 5, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	if ((rc = rd_str(r, v >= 5, false, &o->client_id)) < 0)
@@ -4156,7 +4158,7 @@ static int kmsg_describe_groups_response_described_group_member_encode(struct kw
 	if ((rc = wr_str(w, v >= 5, false, o->member_id)) < 0)
 		return rc;
 	if (v >= 4) {
-		if ((rc = wr_str(w, v >= 5, v >= 4, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, v >= 5, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if ((rc = wr_str(w, v >= 5, false, o->client_id)) < 0)
@@ -4301,20 +4303,20 @@ int kmsg_list_groups_request_decode(struct kr *r, int16_t v, struct kmsg_list_gr
 		return -EINVAL;
 	kmsg_list_groups_request_init(o);
 	if (v >= 4) {
-		o->states_filter.items = rd_arr(r, v >= 4, false, 1, sizeof *o->states_filter.items, a, &o->states_filter.len, &rc);
+		o->states_filter.items = rd_arr(r, true, false, 1, sizeof *o->states_filter.items, a, &o->states_filter.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->states_filter.len; i++) {
-			if ((rc = rd_str(r, v >= 4, false, &o->states_filter.items[i])) < 0)
+			if ((rc = rd_str(r, true, false, &o->states_filter.items[i])) < 0)
 				return rc;
 		}
 	}
 	if (v >= 5) {
-		o->types_filter.items = rd_arr(r, v >= 5, false, 1, sizeof *o->types_filter.items, a, &o->types_filter.len, &rc);
+		o->types_filter.items = rd_arr(r, true, false, 1, sizeof *o->types_filter.items, a, &o->types_filter.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->types_filter.len; i++) {
-			if ((rc = rd_str(r, v >= 5, false, &o->types_filter.items[i])) < 0)
+			if ((rc = rd_str(r, true, false, &o->types_filter.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -4331,20 +4333,20 @@ int kmsg_list_groups_request_encode(struct kw *w, int16_t v, const struct kmsg_l
 	if (v < 0 || v > 5)
 		return kw_fail(w, -EINVAL);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 4, false, o->states_filter.len, o->states_filter.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->states_filter.len, o->states_filter.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->states_filter.len; i++) {
-			if ((rc = wr_str(w, v >= 4, false, o->states_filter.items[i])) < 0)
+			if ((rc = wr_str(w, true, false, o->states_filter.items[i])) < 0)
 				return rc;
 		}
 	}
 	if (v <= 3 && (o->states_filter.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 5) {
-		if ((rc = wr_arr(w, v >= 5, false, o->types_filter.len, o->types_filter.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->types_filter.len, o->types_filter.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->types_filter.len; i++) {
-			if ((rc = wr_str(w, v >= 5, false, o->types_filter.items[i])) < 0)
+			if ((rc = wr_str(w, true, false, o->types_filter.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -4375,11 +4377,11 @@ static int kmsg_list_groups_response_listed_group_decode(struct kr *r, int16_t v
 	if ((rc = rd_str(r, v >= 3, false, &o->protocol_type)) < 0)
 		return rc;
 	if (v >= 4) {
-		if ((rc = rd_str(r, v >= 4, false, &o->group_state)) < 0)
+		if ((rc = rd_str(r, true, false, &o->group_state)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, false, &o->group_type)) < 0)
+		if ((rc = rd_str(r, true, false, &o->group_type)) < 0)
 			return rc;
 	}
 	if (v >= 3)
@@ -4397,11 +4399,11 @@ static int kmsg_list_groups_response_listed_group_encode(struct kw *w, int16_t v
 	if ((rc = wr_str(w, v >= 3, false, o->protocol_type)) < 0)
 		return rc;
 	if (v >= 4) {
-		if ((rc = wr_str(w, v >= 4, false, o->group_state)) < 0)
+		if ((rc = wr_str(w, true, false, o->group_state)) < 0)
 			return rc;
 	}
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, false, o->group_type)) < 0)
+		if ((rc = wr_str(w, true, false, o->group_type)) < 0)
 			return rc;
 	}
 	if (v >= 3)
@@ -4546,11 +4548,11 @@ int kmsg_api_versions_request_decode(struct kr *r, int16_t v, struct kmsg_api_ve
 		return -EINVAL;
 	kmsg_api_versions_request_init(o);
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 3, false, &o->client_software_name)) < 0)
+		if ((rc = rd_str(r, true, false, &o->client_software_name)) < 0)
 			return rc;
 	}
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 3, false, &o->client_software_version)) < 0)
+		if ((rc = rd_str(r, true, false, &o->client_software_version)) < 0)
 			return rc;
 	}
 	if (v >= 3)
@@ -4566,11 +4568,11 @@ int kmsg_api_versions_request_encode(struct kw *w, int16_t v, const struct kmsg_
 	if (v < 0 || v > 4)
 		return kw_fail(w, -EINVAL);
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 3, false, o->client_software_name)) < 0)
+		if ((rc = wr_str(w, true, false, o->client_software_name)) < 0)
 			return rc;
 	}
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 3, false, o->client_software_version)) < 0)
+		if ((rc = wr_str(w, true, false, o->client_software_version)) < 0)
 			return rc;
 	}
 	if (v >= 3)
@@ -5061,7 +5063,7 @@ static int kmsg_create_topics_response_creatable_topic_result_decode(struct kr *
 		kr_uuid(r, o->topic_id);
 	o->error_code = kr_i16(r);
 	if (v >= 1) {
-		if ((rc = rd_str(r, v >= 5, v >= 1, &o->error_message)) < 0)
+		if ((rc = rd_str(r, v >= 5, true, &o->error_message)) < 0)
 			return rc;
 	}
 	if (v >= 5)
@@ -5069,7 +5071,7 @@ static int kmsg_create_topics_response_creatable_topic_result_decode(struct kr *
 	if (v >= 5)
 		o->replication_factor = kr_i16(r);
 	if (v >= 5) {
-		o->configs.items = rd_arr(r, v >= 5, v >= 5, 6, sizeof *o->configs.items, a, &o->configs.len, &rc);
+		o->configs.items = rd_arr(r, true, true, 6, sizeof *o->configs.items, a, &o->configs.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->configs.len; i++) {
@@ -5112,7 +5114,7 @@ static int kmsg_create_topics_response_creatable_topic_result_encode(struct kw *
 		kw_uuid(w, o->topic_id);
 	kw_i16(w, o->error_code);
 	if (v >= 1) {
-		if ((rc = wr_str(w, v >= 5, v >= 1, o->error_message)) < 0)
+		if ((rc = wr_str(w, v >= 5, true, o->error_message)) < 0)
 			return rc;
 	}
 	if (v >= 5)
@@ -5120,7 +5122,7 @@ static int kmsg_create_topics_response_creatable_topic_result_encode(struct kw *
 	if (v >= 5)
 		kw_i16(w, o->replication_factor);
 	if (v >= 5) {
-		if ((rc = wr_arr(w, v >= 5, v >= 5, o->configs.len, o->configs.items)) < 0)
+		if ((rc = wr_arr(w, true, true, o->configs.len, o->configs.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->configs.len; i++) {
 			if ((rc = kmsg_create_topics_response_creatable_topic_configs_encode(w, v, &o->configs.items[i])) < 0)
@@ -5233,7 +5235,7 @@ int kmsg_delete_topics_request_decode(struct kr *r, int16_t v, struct kmsg_delet
 		return -EINVAL;
 	kmsg_delete_topics_request_init(o);
 	if (v >= 6) {
-		o->topics.items = rd_arr(r, v >= 6, false, 18, sizeof *o->topics.items, a, &o->topics.len, &rc);
+		o->topics.items = rd_arr(r, true, false, 18, sizeof *o->topics.items, a, &o->topics.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
@@ -5242,11 +5244,11 @@ int kmsg_delete_topics_request_decode(struct kr *r, int16_t v, struct kmsg_delet
 		}
 	}
 	if (v <= 5) {
-		o->topic_names.items = rd_arr(r, v >= 4 && v <= 5, false, 1, sizeof *o->topic_names.items, a, &o->topic_names.len, &rc);
+		o->topic_names.items = rd_arr(r, v >= 4, false, 1, sizeof *o->topic_names.items, a, &o->topic_names.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topic_names.len; i++) {
-			if ((rc = rd_str(r, v >= 4 && v <= 5, false, &o->topic_names.items[i])) < 0)
+			if ((rc = rd_str(r, v >= 4, false, &o->topic_names.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -5264,7 +5266,7 @@ int kmsg_delete_topics_request_encode(struct kw *w, int16_t v, const struct kmsg
 	if (v < 0 || v > 6)
 		return kw_fail(w, -EINVAL);
 	if (v >= 6) {
-		if ((rc = wr_arr(w, v >= 6, false, o->topics.len, o->topics.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->topics.len, o->topics.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topics.len; i++) {
 			if ((rc = kmsg_delete_topics_request_delete_topic_state_encode(w, v, &o->topics.items[i])) < 0)
@@ -5274,10 +5276,10 @@ int kmsg_delete_topics_request_encode(struct kw *w, int16_t v, const struct kmsg
 	if (v <= 5 && (o->topics.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 5) {
-		if ((rc = wr_arr(w, v >= 4 && v <= 5, false, o->topic_names.len, o->topic_names.items)) < 0)
+		if ((rc = wr_arr(w, v >= 4, false, o->topic_names.len, o->topic_names.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->topic_names.len; i++) {
-			if ((rc = wr_str(w, v >= 4 && v <= 5, false, o->topic_names.items[i])) < 0)
+			if ((rc = wr_str(w, v >= 4, false, o->topic_names.items[i])) < 0)
 				return rc;
 		}
 	}
@@ -5306,7 +5308,7 @@ static int kmsg_delete_topics_response_deletable_topic_result_decode(struct kr *
 		kr_uuid(r, o->topic_id);
 	o->error_code = kr_i16(r);
 	if (v >= 5) {
-		if ((rc = rd_str(r, v >= 5, v >= 5, &o->error_message)) < 0)
+		if ((rc = rd_str(r, true, true, &o->error_message)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -5325,7 +5327,7 @@ static int kmsg_delete_topics_response_deletable_topic_result_encode(struct kw *
 		kw_uuid(w, o->topic_id);
 	kw_i16(w, o->error_code);
 	if (v >= 5) {
-		if ((rc = wr_str(w, v >= 5, v >= 5, o->error_message)) < 0)
+		if ((rc = wr_str(w, true, true, o->error_message)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -6071,7 +6073,7 @@ int kmsg_add_partitions_to_txn_request_decode(struct kr *r, int16_t v, struct km
 		return -EINVAL;
 	kmsg_add_partitions_to_txn_request_init(o);
 	if (v >= 4) {
-		o->transactions.items = rd_arr(r, v >= 4, false, 14, sizeof *o->transactions.items, a, &o->transactions.len, &rc);
+		o->transactions.items = rd_arr(r, true, false, 14, sizeof *o->transactions.items, a, &o->transactions.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->transactions.len; i++) {
@@ -6080,7 +6082,7 @@ int kmsg_add_partitions_to_txn_request_decode(struct kr *r, int16_t v, struct km
 		}
 	}
 	if (v <= 3) {
-		if ((rc = rd_str(r, v == 3, false, &o->v3_and_below_transactional_id)) < 0)
+		if ((rc = rd_str(r, v >= 3, false, &o->v3_and_below_transactional_id)) < 0)
 			return rc;
 	}
 	if (v <= 3)
@@ -6088,7 +6090,7 @@ int kmsg_add_partitions_to_txn_request_decode(struct kr *r, int16_t v, struct km
 	if (v <= 3)
 		o->v3_and_below_producer_epoch = kr_i16(r);
 	if (v <= 3) {
-		o->v3_and_below_topics.items = rd_arr(r, v == 3, false, 3, sizeof *o->v3_and_below_topics.items, a, &o->v3_and_below_topics.len, &rc);
+		o->v3_and_below_topics.items = rd_arr(r, v >= 3, false, 3, sizeof *o->v3_and_below_topics.items, a, &o->v3_and_below_topics.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->v3_and_below_topics.len; i++) {
@@ -6109,7 +6111,7 @@ int kmsg_add_partitions_to_txn_request_encode(struct kw *w, int16_t v, const str
 	if (v < 0 || v > 5)
 		return kw_fail(w, -EINVAL);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 4, false, o->transactions.len, o->transactions.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->transactions.len, o->transactions.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->transactions.len; i++) {
 			if ((rc = kmsg_add_partitions_to_txn_request_add_partitions_to_txn_transaction_encode(w, v, &o->transactions.items[i])) < 0)
@@ -6119,7 +6121,7 @@ int kmsg_add_partitions_to_txn_request_encode(struct kw *w, int16_t v, const str
 	if (v <= 3 && (o->transactions.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 3) {
-		if ((rc = wr_str(w, v == 3, false, o->v3_and_below_transactional_id)) < 0)
+		if ((rc = wr_str(w, v >= 3, false, o->v3_and_below_transactional_id)) < 0)
 			return rc;
 	}
 	if (v >= 4 && (o->v3_and_below_transactional_id.len != 0))
@@ -6133,7 +6135,7 @@ int kmsg_add_partitions_to_txn_request_encode(struct kw *w, int16_t v, const str
 	if (v >= 4 && (o->v3_and_below_producer_epoch != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 3) {
-		if ((rc = wr_arr(w, v == 3, false, o->v3_and_below_topics.len, o->v3_and_below_topics.items)) < 0)
+		if ((rc = wr_arr(w, v >= 3, false, o->v3_and_below_topics.len, o->v3_and_below_topics.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->v3_and_below_topics.len; i++) {
 			if ((rc = kmsg_add_partitions_to_txn_request_add_partitions_to_txn_topic_encode(w, v, &o->v3_and_below_topics.items[i])) < 0)
@@ -6280,7 +6282,7 @@ int kmsg_add_partitions_to_txn_response_decode(struct kr *r, int16_t v, struct k
 	if (v >= 4)
 		o->error_code = kr_i16(r);
 	if (v >= 4) {
-		o->results_by_transaction.items = rd_arr(r, v >= 4, false, 3, sizeof *o->results_by_transaction.items, a, &o->results_by_transaction.len, &rc);
+		o->results_by_transaction.items = rd_arr(r, true, false, 3, sizeof *o->results_by_transaction.items, a, &o->results_by_transaction.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->results_by_transaction.len; i++) {
@@ -6289,7 +6291,7 @@ int kmsg_add_partitions_to_txn_response_decode(struct kr *r, int16_t v, struct k
 		}
 	}
 	if (v <= 3) {
-		o->results_by_topic_v3_and_below.items = rd_arr(r, v == 3, false, 3, sizeof *o->results_by_topic_v3_and_below.items, a, &o->results_by_topic_v3_and_below.len, &rc);
+		o->results_by_topic_v3_and_below.items = rd_arr(r, v >= 3, false, 3, sizeof *o->results_by_topic_v3_and_below.items, a, &o->results_by_topic_v3_and_below.len, &rc);
 		if (rc < 0)
 			return rc;
 		for (int32_t i = 0; i < o->results_by_topic_v3_and_below.len; i++) {
@@ -6313,7 +6315,7 @@ int kmsg_add_partitions_to_txn_response_encode(struct kw *w, int16_t v, const st
 	if (v >= 4)
 		kw_i16(w, o->error_code);
 	if (v >= 4) {
-		if ((rc = wr_arr(w, v >= 4, false, o->results_by_transaction.len, o->results_by_transaction.items)) < 0)
+		if ((rc = wr_arr(w, true, false, o->results_by_transaction.len, o->results_by_transaction.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->results_by_transaction.len; i++) {
 			if ((rc = kmsg_add_partitions_to_txn_response_add_partitions_to_txn_result_encode(w, v, &o->results_by_transaction.items[i])) < 0)
@@ -6323,7 +6325,7 @@ int kmsg_add_partitions_to_txn_response_encode(struct kw *w, int16_t v, const st
 	if (v <= 3 && (o->results_by_transaction.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v <= 3) {
-		if ((rc = wr_arr(w, v == 3, false, o->results_by_topic_v3_and_below.len, o->results_by_topic_v3_and_below.items)) < 0)
+		if ((rc = wr_arr(w, v >= 3, false, o->results_by_topic_v3_and_below.len, o->results_by_topic_v3_and_below.items)) < 0)
 			return rc;
 		for (int32_t i = 0; i < o->results_by_topic_v3_and_below.len; i++) {
 			if ((rc = kmsg_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_encode(w, v, &o->results_by_topic_v3_and_below.items[i])) < 0)
@@ -6611,11 +6613,11 @@ int kmsg_txn_offset_commit_request_decode(struct kr *r, int16_t v, struct kmsg_t
 	if (v >= 3)
 		o->generation_id = kr_i32(r);
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 3, false, &o->member_id)) < 0)
+		if ((rc = rd_str(r, true, false, &o->member_id)) < 0)
 			return rc;
 	}
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 3, v >= 3, &o->group_instance_id)) < 0)
+		if ((rc = rd_str(r, true, true, &o->group_instance_id)) < 0)
 			return rc;
 	}
 	o->topics.items = rd_arr(r, v >= 3, false, 3, sizeof *o->topics.items, a, &o->topics.len, &rc);
@@ -6648,13 +6650,13 @@ int kmsg_txn_offset_commit_request_encode(struct kw *w, int16_t v, const struct 
 	if (v <= 2 && (o->generation_id != -1))
 		return kw_fail(w, -EINVAL);
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 3, false, o->member_id)) < 0)
+		if ((rc = wr_str(w, true, false, o->member_id)) < 0)
 			return rc;
 	}
 	if (v <= 2 && (o->member_id.len != 0))
 		return kw_fail(w, -EINVAL);
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 3, v >= 3, o->group_instance_id)) < 0)
+		if ((rc = wr_str(w, true, true, o->group_instance_id)) < 0)
 			return rc;
 	}
 	if (v <= 2 && (o->group_instance_id.len >= 0))
@@ -7592,7 +7594,7 @@ static int kmsg_describe_configs_response_describe_configs_resource_result_decod
 	if (v >= 3)
 		o->config_type = kr_i8(r);
 	if (v >= 3) {
-		if ((rc = rd_str(r, v >= 4, v >= 3, &o->documentation)) < 0)
+		if ((rc = rd_str(r, v >= 4, true, &o->documentation)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -7628,7 +7630,7 @@ static int kmsg_describe_configs_response_describe_configs_resource_result_encod
 	if (v >= 3)
 		kw_i8(w, o->config_type);
 	if (v >= 3) {
-		if ((rc = wr_str(w, v >= 4, v >= 3, o->documentation)) < 0)
+		if ((rc = wr_str(w, v >= 4, true, o->documentation)) < 0)
 			return rc;
 	}
 	if (v >= 4)
@@ -9861,7 +9863,7 @@ int kmsg_consumer_protocol_subscription_decode(struct kr *r, int16_t v, struct k
 	if (v >= 2)
 		o->generation_id = kr_i32(r);
 	if (v >= 3) {
-		if ((rc = rd_str(r, false, v >= 3, &o->rack_id)) < 0)
+		if ((rc = rd_str(r, false, true, &o->rack_id)) < 0)
 			return rc;
 	}
 	return r->err ? -EBADMSG : 0;
@@ -9893,7 +9895,7 @@ int kmsg_consumer_protocol_subscription_encode(struct kw *w, int16_t v, const st
 	if (v >= 2)
 		kw_i32(w, o->generation_id);
 	if (v >= 3) {
-		if ((rc = wr_str(w, false, v >= 3, o->rack_id)) < 0)
+		if ((rc = wr_str(w, false, true, o->rack_id)) < 0)
 			return rc;
 	}
 	return w->err;

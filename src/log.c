@@ -102,6 +102,7 @@ struct log {
 	struct log_seg **segs;  /* by base offset; the last one is active */
 	int32_t nsegs, segs_cap;
 	int32_t closing_count;
+	int64_t publish_from;   /* base of the oldest rolled segment not yet given to segment_closed */
 
 	int64_t start_offset, next_offset, hw;
 
@@ -217,13 +218,15 @@ static int segs_push(struct log *l, struct log_seg *s)
 	return 0;
 }
 
-static void segs_delete_front(struct log *l)
+/* Deletes segs[0..n): files unlinked now, fds closed when the last slice lets go. */
+static void segs_delete_front(struct log *l, int32_t n)
 {
-	struct log_seg *s = l->segs[0];
-	memmove(l->segs, l->segs + 1, (size_t)(l->nsegs - 1) * sizeof *l->segs);
-	l->nsegs--;
-	seg_unlink(s);
-	seg_unref(s);
+	for (int32_t i = 0; i < n; i++) {
+		seg_unlink(l->segs[i]);
+		seg_unref(l->segs[i]);
+	}
+	memmove(l->segs, l->segs + n, (size_t)(l->nsegs - n) * sizeof *l->segs);
+	l->nsegs -= n;
 }
 
 /* Max timestamp of the records of s below the high watermark. */
@@ -570,6 +573,25 @@ static void close_job_start(struct log *l, struct log_seg *s)
 	close_submit(l, s, k++, OP_CLOSE_SYNC, s->fd, NULL, 0, 0);
 }
 
+/* Hands closed segments to segment_closed in offset order (close jobs may finish out of
+ * order; tiering uploads them in order). */
+static void publish_closed(struct log *l)
+{
+	for (int32_t i = find_seg_idx(l, l->publish_from); i + 1 < l->nsegs; i++) {
+		struct log_seg *s = l->segs[i];
+		if (s->base_offset < l->publish_from)
+			continue;
+		if (s->state != SEG_CLOSED)
+			break;
+		l->publish_from = l->segs[i + 1]->base_offset;
+		if (l->hooks.segment_closed) {
+			struct log_segment_info info;
+			fill_segment_info(s, &info);
+			l->hooks.segment_closed(l->hooks.ctx, l, &info);
+		}
+	}
+}
+
 static void close_job_done(struct log *l, struct log_seg *s)
 {
 	s->close_started = false;
@@ -590,12 +612,8 @@ static void close_job_done(struct log *l, struct log_seg *s)
 	s->oidx_fd = s->tidx_fd = -1;
 	/* Closed segments map their index files on first lookup instead of holding memory. */
 	seg_index_release(s);
-	if (l->hooks.segment_closed && !s->deleted) {
-		struct log_segment_info info;
-		fill_segment_info(s, &info);
-		l->hooks.segment_closed(l->hooks.ctx, l, &info);
-	}
 	seg_unref(s);
+	publish_closed(l);
 	log_kick(l);
 }
 
@@ -861,6 +879,10 @@ static void fail_settle(struct log *l)
 		struct log_seg *fs = f->seg_;
 		int32_t idx = seg_idx_of(l, fs);
 		ST_ASSERT(idx >= 0);
+		/* Those files held only failed appends; their removal must be durable before the
+		 * offsets they covered are reused and acknowledged (the next round fsyncs the dir). */
+		if (l->nsegs > idx + 1)
+			l->dir_sync_needed = true;
 		while (l->nsegs > idx + 1) {
 			struct log_seg *s = l->segs[--l->nsegs];
 			if (s->state == SEG_CLOSING)
@@ -1418,15 +1440,15 @@ void log_tick(struct log *l, int64_t now_ms)
 static bool seg_removable(const struct log *l, const struct log_seg *s)
 {
 	/* Never the active one; only fully closed, fully below the high watermark. */
-	return l->nsegs > 1 && s->state == SEG_CLOSED && s->end_offset <= l->hw && s != active_seg(l);
+	return s->state == SEG_CLOSED && s->end_offset <= l->hw && s != active_seg(l);
 }
 
 int log_retention_run(struct log *l, int64_t now_ms)
 {
-	int deleted = 0;
+	int32_t deleted = 0;
 	int64_t diff = l->cfg.retention_bytes >= 0 ? log_size_bytes(l) - l->cfg.retention_bytes : -1;
-	while (l->nsegs > 1) {
-		struct log_seg *s = l->segs[0];
+	while (deleted + 1 < l->nsegs) {
+		struct log_seg *s = l->segs[deleted];
 		if (!seg_removable(l, s))
 			break;
 		bool expired = false;
@@ -1444,12 +1466,16 @@ int log_retention_run(struct log *l, int64_t now_ms)
 			break;
 		if (l->hooks.segment_deletable && !l->hooks.segment_deletable(l->hooks.ctx, l, s->base_offset))
 			break;
-		slog_info("log", "dir=%s retention deletes segment %" PRId64 " (%" PRId64 " bytes)", l->dir,
-			  s->base_offset, s->size);
+		slog_debug("log", "dir=%s retention deletes segment %" PRId64 " (%" PRId64 " bytes)", l->dir,
+			   s->base_offset, s->size);
 		if (diff >= 0)
 			diff -= s->size;
-		segs_delete_front(l);
 		deleted++;
+	}
+	if (deleted) {
+		slog_info("log", "dir=%s retention deletes %d segment(s) below offset %" PRId64, l->dir,
+			  (int)deleted, l->segs[deleted]->base_offset);
+		segs_delete_front(l, deleted);
 	}
 	if (deleted && l->segs[0]->base_offset > l->start_offset) {
 		l->start_offset = l->segs[0]->base_offset;
@@ -1466,8 +1492,10 @@ int log_delete_records(struct log *l, int64_t new_start)
 		return KERR_NONE;
 	l->start_offset = new_start;
 	/* Whole segments entirely below the new start go now (Kafka's LogStartOffsetBreach). */
-	while (l->nsegs > 1 && l->segs[1]->base_offset <= new_start && seg_removable(l, l->segs[0]))
-		segs_delete_front(l);
+	int32_t n = 0;
+	while (n + 1 < l->nsegs && l->segs[n + 1]->base_offset <= new_start && seg_removable(l, l->segs[n]))
+		n++;
+	segs_delete_front(l, n);
 	/* Persisted by an asynchronous checkpoint started now (and at close). */
 	ckpt_start(l);
 	return KERR_NONE;
@@ -1588,7 +1616,8 @@ static int scan_dir(struct log *l, struct i64_vec *bases)
 	}
 	closedir(d);
 	if (rc == 0) {
-		qsort(bases->v, bases->n, sizeof *bases->v, cmp_i64);
+		if (bases->n)
+			qsort(bases->v, bases->n, sizeof *bases->v, cmp_i64);
 		for (size_t i = 0; i < idx.n; i++) {
 			if (bases->n && bsearch(&idx.v[i], bases->v, bases->n, sizeof *bases->v, cmp_i64))
 				continue;
@@ -1622,12 +1651,13 @@ static int finish_closed(struct log_seg *s, bool sync)
 	return rc;
 }
 
-static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered)
+static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered, bool *bulk)
 {
 	int32_t k = 0;
 	int64_t from = 0;
 	bool ck_loaded = false;
 	*recovered = false;
+	*bulk = false;
 	if (ck) {
 		k = find_seg_idx(l, ck->rp.seg_base);
 		struct log_seg *s = l->segs[k];
@@ -1656,6 +1686,8 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered)
 			k++;
 		}
 	}
+	/* A few segments to close: fsync each. Thousands (no checkpoint): one syncfs at the end. */
+	*bulk = l->nsegs - 1 - k > 8;
 	for (int32_t i = k; i < l->nsegs; i++) {
 		struct log_seg *s = l->segs[i];
 		int rc = seg_ensure_fd(s);
@@ -1681,6 +1713,14 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered)
 			return -ENOTSUP;
 		}
 		from = 0;
+		if (res.truncated == 0 && i + 1 < l->nsegs && l->segs[i + 1]->base_offset < s->end_offset) {
+			/* A later segment overlapping this one: left over from appends that failed and
+			 * were rolled back before a crash. Everything from it on is stale. */
+			slog_warn("log", "segment %s.log ends at offset %" PRId64 " past the next segment's base %"
+				  PRId64 "; dropping the later segments", s->path, s->end_offset,
+				  l->segs[i + 1]->base_offset);
+			res.truncated = 1; /* same handling as a cut */
+		}
 		if (res.truncated > 0 && i + 1 < l->nsegs) {
 			slog_warn("log", "dir=%s deleting %d segment(s) after the corrupt one", l->dir,
 				  (int)(l->nsegs - i - 1));
@@ -1690,7 +1730,7 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered)
 				seg_unref(t);
 			}
 		}
-		if (i + 1 < l->nsegs && (rc = finish_closed(s, false)) < 0)
+		if (i + 1 < l->nsegs && (rc = finish_closed(s, !*bulk)) < 0)
 			return rc;
 	}
 	return 0;
@@ -1742,7 +1782,7 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	free(bases.v);
 	bases.v = NULL;
 	int64_t now = st_now_ms();
-	bool recovered = false;
+	bool recovered = false, bulk = false;
 	if (l->nsegs == 0) {
 		struct log_seg *s;
 		int64_t base = ckrc == 0 ? ck.lso : 0;
@@ -1755,7 +1795,7 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 		}
 		recovered = true;
 	} else {
-		if ((rc = recover(l, ckrc == 0 ? &ck : NULL, &recovered)) < 0)
+		if ((rc = recover(l, ckrc == 0 ? &ck : NULL, &recovered, &bulk)) < 0)
 			goto fail;
 	}
 	/* Closed segments end where the next begins (contiguous: we never leave gaps). */
@@ -1770,8 +1810,12 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 		goto fail;
 	if (a->state != SEG_ACTIVE) {
 		a->state = SEG_ACTIVE;
-		if (recovered && (rc = seg_write_indexes_sync(a, false)) < 0)
+		if (recovered && (rc = seg_write_indexes_sync(a, !bulk)) < 0)
 			goto fail;
+		if (recovered && !bulk && fdatasync(a->fd) < 0) {
+			rc = -errno;
+			goto fail;
+		}
 	}
 	a->roll_start_ms = now;
 	a->hw_pos = a->written_pos = a->size;
@@ -1787,6 +1831,7 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 		l->start_offset = ST_MIN(ck.lso, l->next_offset);
 	l->last_flush_ms = now;
 	l->last_ckpt_ms = now;
+	l->publish_from = a->base_offset;
 	if (ckrc == 0) {
 		l->ckpt.last = ck;
 		l->ckpt.have_last = true;
@@ -1794,7 +1839,7 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	if (recovered || ckrc != 0) {
 		/* Everything recovery kept or rewrote (data, indexes, directory) becomes durable
 		 * before the checkpoint claims it. */
-		if (syncfs(l->dirfd) < 0) {
+		if (bulk ? syncfs(l->dirfd) < 0 : fsync(l->dirfd) < 0) {
 			rc = -errno;
 			goto fail;
 		}
@@ -1865,13 +1910,14 @@ int log_close(struct log *l)
 	struct log_seg *a = active_seg(l);
 	int r;
 	if (!l->failed) {
-		/* A final time entry, like Kafka's segment close, so reopening needs no scan. */
+		/* A final time entry, like Kafka's segment close, so reopening needs no scan. Only
+		 * what changed is written and synced: closing an idle log costs no fsync. */
 		seg_finish_time_index(a);
-		if ((r = seg_write_indexes_sync(a, true)) < 0 && rc == 0)
+		if ((r = seg_flush_index_tails_sync(a)) < 0 && rc == 0)
 			rc = r;
-		if (fdatasync(a->fd) < 0 && rc == 0)
+		if ((l->durable.end < l->next_offset || a->sync_needed) && fdatasync(a->fd) < 0 && rc == 0)
 			rc = -errno;
-		if (fsync(l->dirfd) < 0 && rc == 0)
+		if (l->dir_sync_needed && fsync(l->dirfd) < 0 && rc == 0)
 			rc = -errno;
 		if (rc == 0) {
 			l->durable = (struct log_point){ .end = l->next_offset, .seg_base = a->base_offset,
@@ -1879,7 +1925,8 @@ int log_close(struct log *l)
 							 .max_ts_offset = a->max_ts_offset };
 			struct ckpt_snap sn;
 			ckpt_snapshot(l, &sn);
-			rc = ckpt_write_sync(l, &sn);
+			if (!l->ckpt.have_last || memcmp(&sn, &l->ckpt.last, sizeof sn) != 0)
+				rc = ckpt_write_sync(l, &sn);
 		}
 	} else {
 		rc = -EIO;

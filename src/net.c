@@ -11,19 +11,34 @@
  * recycled. Fallback (no buffer ring, no multishot recv, or cfg.no_buf_ring): single-shot recv
  * into a 64 KiB per-connection buffer, or straight into the frame buffer for large bodies.
  *
- * Files. A file link (a log segment slice) goes file -> per-connection pipe -> socket with two
+ * Files. A file link (a log segment slice) goes file -> pipe -> socket with two
  * sequential IORING_OP_SPLICEs: the page-cache pages are referenced by the pipe, never copied
  * into user space, and io_uring has no sendfile. Sequential rather than IOSQE_IO_LINKed because
  * a short splice breaks a link chain anyway (the second would be cancelled) and the pipe must be
  * drained exactly. The socket is O_NONBLOCK so the pipe->socket splice (run by an io-wq worker)
  * returns -EAGAIN instead of parking a worker on a full send buffer; we then poll for POLLOUT.
- * Fallbacks: when a pipe cannot be created (fd limit) or cfg.file_mode = NET_FILE_COPY, ranges
- * are read into a 256 KiB bounce buffer and sent. Ranges shorter than file_copy_below_bytes
- * (default 16 KiB) are read into memory (the reads of the send window run concurrently, page
- * cache hits complete inline) and then sent with the memory around them in one sendmsg: a
- * splice pair always costs two io-wq round trips, a read+gathered send costs one syscall.
- * Measured on loopback (t/net.t bench, 2 cores, kernel 6.18, 1 GiB of 4 MiB ranges, page cache
- * warm): see the numbers in the coordinator report / bench note at the bottom of this comment.
+ * Pipes come from a per-server pool (see struct net_pipe), lent while a range is spliced.
+ * Fallbacks: when no pipe is available (pool of cfg.max_pipes exhausted, fd limit) or
+ * cfg.file_mode = NET_FILE_COPY, ranges are read into a 256 KiB bounce buffer and sent.
+ * Ranges shorter than cfg.file_copy_below_bytes (default 128 KiB) are read into memory (the
+ * reads of one send window run concurrently, at most 1 MiB per connection) and sent with the
+ * memory links around them in one sendmsg: a splice pair costs two io-wq punts plus a TCP
+ * segment of its own per range, a read is a page-cache hit completed inline.
+ * Measured with `t/net.t bench` (loopback, one connection, 2-core VM shared with other builds,
+ * kernel 6.18, page cache warm; medians of 3, noisy by +-30%; server CPU = reactor + io-wq):
+ *   range     splice MiB/s, CPU s/GiB   read into memory       copy (bounce)
+ *   4 KiB     50-120,    7-15           760-970,   1.0          300-520,   2.0
+ *   16 KiB    200-340,   2.1-3.7        800-1800,  0.5-0.6      -
+ *   64 KiB    600-1200,  0.6-1.2        900-2800,  0.3-0.4      740-1800,  0.3-0.6
+ *   128 KiB   1000-1900, 0.4-0.7        1500-3500, 0.24-0.28    960-2200,  0.3-0.5
+ *   256 KiB   1700-4200, 0.23-0.31      -                       1200-2400, 0.26-0.42
+ *   1 MiB     1900-2800, 0.33-0.34      -                       2000-2700, 0.30-0.37
+ *   4 MiB     1950-2350, 0.38           -                       2150-2700, 0.37-0.42
+ * So: small ranges are much cheaper read into memory; from 256 KiB up splice is as fast as the
+ * copy on loopback, where the receiver's copy and the loopback stack dominate and the saved
+ * server-side copy hardly shows. Splice stays the default for large ranges because on a real
+ * NIC it saves the copy and the memory bandwidth, and keeps user memory flat (the pipe only
+ * references page-cache pages).
  *
  * Order and lifetime. Requests of a connection sit in a FIFO in arrival order; a completed one is
  * moved to the send queue only when everything before it was, so a late request never lets a
@@ -33,9 +48,7 @@
  * Scaling. One net_server per reactor thread: start N servers on N rings with cfg.reuse_port and
  * the kernel spreads connections over them (SO_REUSEPORT); or one acceptor hands fds to reactors
  * (IORING_OP_MSG_RING). Nothing here is shared between servers except the buffer group id
- * counter, so either works without locks.
- *
- * Bench note (loopback, see t/net.c bench): filled in from measurements, splice vs copy. */
+ * counter, so either works without locks. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -126,6 +139,14 @@ struct net_conn {
 	size_t bounce_len, bounce_sent; /* bytes of the head file link in the bounce buffer */
 };
 
+/* The accept op lives apart from the server so net_server_free need not wait for the cancelled
+ * accept's last completion: an orphaned acceptor frees itself then. */
+struct net_acceptor {
+	struct uring_op op;
+	struct net_server *s;           /* NULL once the server was freed */
+	int lfd;
+};
+
 struct net_server {
 	struct uring *ur;
 	struct net_config cfg;
@@ -135,7 +156,7 @@ struct net_server {
 	bool stopping;
 	bool accept_armed;
 	bool accept_multishot;
-	struct uring_op accept_op;
+	struct net_acceptor *acceptor;
 	struct uring_timer accept_retry;
 	struct io_uring_buf_ring *br;
 	uint8_t *br_bufs;
@@ -269,6 +290,14 @@ static void rx_pause(struct net_conn *c)
 	}
 }
 
+/* Stops reading as soon as the limits are passed, not only when the next frame is complete:
+ * a large frame in progress is not buffered on top of an over-limit backlog. */
+static void conn_check_pause(struct net_conn *c)
+{
+	if (!c->paused && !c->closed && conn_over_limits(c))
+		rx_pause(c);
+}
+
 /* Resuming runs from a zero-delay timer, never inside net_respond: the handler must not see
  * on_request re-entered from its own net_respond call. */
 static void conn_check_resume(struct net_conn *c)
@@ -316,6 +345,7 @@ static void rx_dispatch(struct net_conn *c)
 			c->held_tail = NULL;
 		req_dispatch(c, r);
 	}
+	conn_check_pause(c);
 }
 
 static void resume_fire(struct uring_timer *t)
@@ -974,6 +1004,7 @@ void net_respond(struct net_req *r, struct chain *resp)
 	conn_note_peaks(c);
 	conn_flush_fifo(c);
 	tx_kick(c);
+	conn_check_pause(c);
 	conn_check_resume(c);
 }
 
@@ -1164,7 +1195,7 @@ static void accept_arm(struct net_server *s)
 		io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	else
 		io_uring_prep_accept(sqe, s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	uring_sqe_data(sqe, &s->accept_op);
+	uring_sqe_data(sqe, &s->acceptor->op);
 	s->accept_armed = true;
 }
 
@@ -1177,8 +1208,19 @@ static void accept_retry_fire(struct uring_timer *t)
 
 static void accept_cb(struct uring_op *op, int res, uint32_t flags)
 {
-	struct net_server *s = ST_CONTAINER_OF(op, struct net_server, accept_op);
+	struct net_acceptor *a = ST_CONTAINER_OF(op, struct net_acceptor, op);
+	struct net_server *s = a->s;
 	bool final = !(flags & IORING_CQE_F_MORE);
+	if (!s) { /* orphan: the server is gone */
+		if (res >= 0)
+			close(res);
+		if (final) {
+			if (a->lfd >= 0)
+				close(a->lfd);
+			free(a);
+		}
+		return;
+	}
 	bool retry_later = false;
 	if (final)
 		s->accept_armed = false;
@@ -1356,10 +1398,19 @@ int net_server_start(struct uring *ur, const struct net_config *cfg, const struc
 		s->cfg.backlog = 1024;
 	s->h = *h;
 	s->lfd = -1;
-	s->accept_op.cb = accept_cb;
+	s->acceptor = calloc(1, sizeof *s->acceptor);
+	if (!s->acceptor) {
+		free(s->pipes_free);
+		free(s);
+		return -ENOMEM;
+	}
+	s->acceptor->op.cb = accept_cb;
+	s->acceptor->s = s;
+	s->acceptor->lfd = -1;
 	uring_timer_init(&s->accept_retry, accept_retry_fire);
 	int rc = listen_open(s, cfg->host);
 	if (rc < 0) {
+		free(s->acceptor);
 		free(s->pipes_free);
 		free(s);
 		return rc;
@@ -1392,7 +1443,7 @@ void net_server_stop(struct net_server *s)
 	uring_timer_cancel(s->ur, &s->accept_retry);
 	if (s->accept_armed) {
 		struct io_uring_sqe *sqe = uring_get_sqe(s->ur);
-		io_uring_prep_cancel(sqe, &s->accept_op, 0);
+		io_uring_prep_cancel(sqe, &s->acceptor->op, 0);
 		uring_sqe_data(sqe, NULL);
 	} else if (s->lfd >= 0) {
 		close(s->lfd);
@@ -1422,8 +1473,18 @@ void net_server_free(struct net_server *s)
 {
 	if (!s)
 		return;
-	ST_ASSERT(net_server_idle(s));
+	net_server_stop(s);
+	/* Connections live until the handler completed their requests: freeing before is a bug. */
+	ST_ASSERT(!s->conns);
 	uring_timer_cancel(s->ur, &s->accept_retry);
+	if (s->accept_armed) {
+		/* The cancelled accept still has to complete: it closes the listener and frees itself. */
+		s->acceptor->s = NULL;
+		s->acceptor->lfd = s->lfd;
+		s->lfd = -1;
+	} else {
+		free(s->acceptor);
+	}
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->br_registered)

@@ -458,6 +458,26 @@ int seg_write_indexes_sync(struct log_seg *s, bool sync)
 	return rc;
 }
 
+int seg_flush_index_tails_sync(struct log_seg *s)
+{
+	struct seg_index *ix[2] = { &s->oidx, &s->tidx };
+	int fds[2] = { s->oidx_fd, s->tidx_fd };
+	for (int i = 0; i < 2; i++) {
+		if (ix[i]->len <= ix[i]->flushed)
+			continue;
+		if (fds[i] < 0)
+			return -EBADF;
+		int rc = write_all(fds[i], ix[i]->data + ix[i]->flushed, ix[i]->len - ix[i]->flushed,
+				   (off_t)ix[i]->flushed);
+		if (rc == 0 && fdatasync(fds[i]) < 0)
+			rc = -errno;
+		if (rc < 0)
+			return rc;
+		ix[i]->flushed = ix[i]->len;
+	}
+	return 0;
+}
+
 int seg_load_index(struct log_seg *s, int32_t index_interval_bytes, int64_t *rebuilds)
 {
 	if (s->idx_loaded)
@@ -530,14 +550,18 @@ int seg_load_index_mem(struct log_seg *s, int64_t valid_pos, int64_t valid_offse
 {
 	seg_index_release(s);
 	int rc;
-	if (s->oidx_fd < 0 && (rc = open_ext(s, "index", O_RDWR | O_CREAT)) < 0)
-		return rc;
-	else if (s->oidx_fd < 0)
+	/* A missing index of a segment with data is damage (rebuilt by the caller's scan). */
+	int flags = valid_pos > 0 ? O_RDWR : O_RDWR | O_CREAT;
+	if (s->oidx_fd < 0) {
+		if ((rc = open_ext(s, "index", flags)) < 0)
+			return rc == -ENOENT ? -EBADMSG : rc;
 		s->oidx_fd = rc;
-	if (s->tidx_fd < 0 && (rc = open_ext(s, "timeindex", O_RDWR | O_CREAT)) < 0)
-		return rc;
-	else if (s->tidx_fd < 0)
+	}
+	if (s->tidx_fd < 0) {
+		if ((rc = open_ext(s, "timeindex", flags)) < 0)
+			return rc == -ENOENT ? -EBADMSG : rc;
 		s->tidx_fd = rc;
+	}
 	if ((rc = read_file_prefix(s->oidx_fd, &s->oidx, SEG_OIDX_ENTRY)) < 0 ||
 	    (rc = read_file_prefix(s->tidx_fd, &s->tidx, SEG_TIDX_ENTRY)) < 0) {
 		seg_index_release(s);

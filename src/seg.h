@@ -124,6 +124,9 @@ int seg_load_index(struct log_seg *s, int32_t index_interval_bytes, int64_t *reb
 int seg_load_index_mem(struct log_seg *s, int64_t valid_pos, int64_t valid_offset);
 /* Frees/unmaps the indexes (a closed segment reloads them lazily). */
 void seg_index_release(struct log_seg *s);
+/* Appends the unwritten tails of both in-memory indexes to their files and fdatasyncs the
+ * files that grew (an active segment's files always hold exactly data[0, flushed)). */
+int seg_flush_index_tails_sync(struct log_seg *s);
 /* Rewrites both index files from memory (truncate + write, + fdatasync when sync). Blocking. */
 int seg_write_indexes_sync(struct log_seg *s, bool sync);
 

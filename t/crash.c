@@ -27,6 +27,7 @@
 #include "strata/slog.h"
 #include "strata/uring.h"
 #include "tap.h"
+#include "batchgen.h"
 #include "logtest.h"
 
 #define SEGMENT_BYTES (192 * 1024)
@@ -86,16 +87,19 @@ static void child_main(const char *dir, uint64_t seed, int fd)
 		for (int i = 0; i < window; i++) {
 			if (slots[i].busy)
 				continue;
-			struct lt_rec recs[16];
-			int n = (int)lt_range(&rng, 1, 16);
-			for (int k = 0; k < n; k++)
-				lt_rec_random(&rng, &recs[k], ts + k, 4000);
+			struct batchgen_opts o = BATCHGEN_DEFAULTS;
+			o.n_records = (int)lt_range(&rng, 1, 16);
+			o.value_len = (size_t)(lt_range(&rng, 0, 3) == 0 ? lt_range(&rng, 0, 100) : lt_range(&rng, 100, 4000));
+			o.base_ts_ms = ts;
+			o.with_keys = (int)lt_range(&rng, 0, 1);
+			o.n_headers = (int)lt_range(&rng, 0, 2);
 			int64_t c = lt_range(&rng, 0, 9);
-			int codec = c == 0 ? COMPRESS_LZ4 : c == 1 ? COMPRESS_ZSTD : COMPRESS_NONE;
-			size_t len;
-			slots[i].buf = lt_batch_build(recs, n, codec, &len);
-			for (int k = 0; k < n; k++)
-				lt_rec_free(&recs[k]);
+			o.codec = c == 0 ? COMPRESS_LZ4 : c == 1 ? COMPRESS_ZSTD : COMPRESS_NONE;
+			size_t cap = batchgen_bound(&o) + 256;
+			slots[i].buf = malloc(cap);
+			size_t len = slots[i].buf ? batchgen_build_opts(slots[i].buf, cap, &o) : 0;
+			if (len == 0)
+				_exit(10);
 			memset(&slots[i].a, 0, sizeof(slots[i].a));
 			slots[i].a.data = slots[i].buf;
 			slots[i].a.len = len;
@@ -251,6 +255,8 @@ static bool ack_present(struct log *l, const struct ack *a)
 
 /* The whole log from its start: whole CRC-valid batches, contiguous offsets, ending at the
  * log end offset. Returns the number of batches, or -1 with a diagnostic. */
+static int scan_diags; /* the same damage is seen again every round until the next wipe */
+
 static int64_t scan_all(struct log *l)
 {
 	int64_t off = log_start_offset(l), hw = log_high_watermark(l), n = 0;
@@ -258,7 +264,8 @@ static int64_t scan_all(struct log *l)
 		struct log_slice s;
 		int kerr = log_read(l, off, hw, 256 * 1024, true, &s);
 		if (kerr != KERR_NONE || s.len == 0) {
-			tap_diag("scan at %lld (hw %lld): kerr %d", (long long)off, (long long)hw, kerr);
+			if (scan_diags++ < 3)
+				tap_diag("scan at %lld (hw %lld): kerr %d", (long long)off, (long long)hw, kerr);
 			if (kerr == KERR_NONE)
 				log_slice_release(&s);
 			return -1;
@@ -276,7 +283,8 @@ static int64_t scan_all(struct log *l)
 			int64_t size = 12 + (int64_t)st_be32(b + pos + 8);
 			int64_t base = (int64_t)st_be64(b + pos);
 			if (size < 61 || pos + size > s.len || base != expect || !lt_batch_crc_ok(b + pos, (size_t)size)) {
-				tap_diag("scan: bad batch at slice position %lld (base %lld, expected %lld, size %lld of %lld)",
+				if (scan_diags++ < 3)
+					tap_diag("scan: bad batch at slice position %lld (base %lld, expected %lld, size %lld of %lld)",
 					 (long long)pos, (long long)base, (long long)expect, (long long)size, (long long)s.len);
 				bad = true;
 				break;
@@ -286,7 +294,10 @@ static int64_t scan_all(struct log *l)
 			n++;
 		}
 		if (!bad && expect != s.next_offset) {
-			tap_diag("scan: slice next_offset %lld, batches end at %lld", (long long)s.next_offset, (long long)expect);
+			if (scan_diags++ < 3)
+				tap_diag("scan: slice [%lld, +%lld) of fd %d from offset %lld: next_offset %lld, batches end at %lld",
+				 (long long)s.file_pos, (long long)s.len, s.fd, (long long)s.first_offset,
+				 (long long)s.next_offset, (long long)expect);
 			bad = true;
 		}
 		free(b);
@@ -296,7 +307,8 @@ static int64_t scan_all(struct log *l)
 			return -1;
 	}
 	if (off != log_end_offset(l)) {
-		tap_diag("scan ended at %lld, log end offset %lld", (long long)off, (long long)log_end_offset(l));
+		if (scan_diags++ < 3)
+			tap_diag("scan ended at %lld, log end offset %lld", (long long)off, (long long)log_end_offset(l));
 		return -1;
 	}
 	return n;
@@ -315,6 +327,8 @@ int main(void)
 	char logdir[sizeof(dir) + 8];
 	snprintf(logdir, sizeof(logdir), "%s/p0", dir);
 	uint64_t seed0 = (uint64_t)st_mono_ns();
+	if (getenv("STRATA_CRASH_SEED"))
+		seed0 = strtoull(getenv("STRATA_CRASH_SEED"), NULL, 10);
 	tap_diag("seed %llu (rounds %d)", (unsigned long long)seed0, rounds);
 	struct lt_rng rng = { seed0 | 1 };
 
@@ -443,15 +457,27 @@ int main(void)
 			}
 		}
 		if (scan_all(l) < 0) {
-			fail_scan++;
-			tap_diag("round %d: scan failed (%s)", r, tear);
+			if (fail_scan++ < 3)
+				tap_diag("round %d: scan failed (%s)", r, tear);
+			if (fail_scan == 1) {
+				tap_diag("segments after round %d:", r);
+				char cmd[sizeof(logdir) + 64];
+				snprintf(cmd, sizeof(cmd), "ls -l %s | sed 's/^/# /'", logdir);
+				fflush(stdout);
+				if (system(cmd) != 0)
+					tap_diag("ls failed");
+				if (getenv("STRATA_CRASH_KEEP")) {
+					snprintf(cmd, sizeof(cmd), "cp -r %s /tmp/strata-crash-kept", logdir);
+					if (system(cmd) != 0)
+						tap_diag("cp failed");
+				}
+			}
 		}
 		/* appends continue at the log end offset, and are readable */
-		struct lt_rec rec;
-		lt_rec_random(&rng, &rec, st_now_ms(), 500);
-		size_t len;
-		uint8_t *b = lt_batch_build(&rec, 1, COMPRESS_NONE, &len);
-		lt_rec_free(&rec);
+		uint8_t *b = malloc(2048);
+		ST_ASSERT(b);
+		size_t len = batchgen_build(b, 2048, 3, (size_t)lt_range(&rng, 0, 500), st_now_ms(), 1);
+		ST_ASSERT(len > 0);
 		int64_t end = log_end_offset(l);
 		struct log_append a;
 		int kerr = lt_append_sync(&ur, l, b, len, &a);

@@ -1,7 +1,961 @@
-/* t/log.c -- placeholder while being written. */
+/* t/log.c -- the partition log through its public API: appends with group commit (acks in
+ * offset order, high watermark only after the fsync), reads at every offset (index and scan
+ * boundaries), rolls by size/time/full index/explicit, timestamp lookups (record-exact, also
+ * inside compressed batches), max timestamp, retention by time and size, DeleteRecords,
+ * slices outliving deleted segments, storage errors (injected and a real RLIMIT_FSIZE one),
+ * relaxed flushing, clean close/reopen, destroy. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "strata/batch.h"
+#include "strata/common.h"
+#include "strata/compress.h"
+#include "strata/kerr.h"
+#include "strata/log.h"
+#include "strata/uring.h"
+#include "batchgen.h"
 #include "tap.h"
+
+static struct uring ur;
+static char root[PATH_MAX];
+static int dir_seq;
+
+/* ---- hooks ------------------------------------------------------------------------------------ */
+
+struct hookctx {
+	int hw_calls;
+	int closed_calls;
+	struct log_segment_info closed[64];
+	bool deletable;
+	int deletable_asked;
+};
+static struct hookctx hk;
+
+static void on_hw(void *ctx, struct log *l) { ((struct hookctx *)ctx)->hw_calls++; }
+static void on_closed(void *ctx, struct log *l, const struct log_segment_info *info)
+{
+	struct hookctx *h = ctx;
+	if (h->closed_calls < (int)ST_ARRAY_LEN(h->closed))
+		h->closed[h->closed_calls] = *info;
+	h->closed_calls++;
+}
+static bool on_deletable(void *ctx, struct log *l, int64_t base)
+{
+	struct hookctx *h = ctx;
+	h->deletable_asked++;
+	return h->deletable;
+}
+static const struct log_hooks hooks = { .ctx = &hk, .segment_closed = on_closed, .hw_advanced = on_hw,
+					.segment_deletable = on_deletable };
+
+/* ---- appends ---------------------------------------------------------------------------------- */
+
+struct app {
+	struct log_append a;
+	uint8_t *data;
+	size_t len;
+	int done, kerr, order;
+	int64_t hw_at_done;
+	int64_t fsyncs_at_done;
+	struct log *l;
+};
+static int done_seq;
+
+static void app_done(struct log_append *a, int kerr)
+{
+	struct app *p = ST_CONTAINER_OF(a, struct app, a);
+	struct log_stats st;
+	p->done = 1;
+	p->kerr = kerr;
+	p->order = done_seq++;
+	p->hw_at_done = log_high_watermark(p->l);
+	log_get_stats(p->l, &st);
+	p->fsyncs_at_done = st.fsync_rounds;
+}
+
+static struct app *app_new(const struct batchgen_opts *g)
+{
+	struct app *p = calloc(1, sizeof *p);
+	size_t cap = batchgen_bound(g) + 64;
+	p->data = malloc(cap);
+	p->len = batchgen_build_opts(p->data, cap, g);
+	if (!p->len)
+		BAIL_OUT("batchgen failed");
+	return p;
+}
+
+static void app_free(struct app *p)
+{
+	free(p->data);
+	free(p);
+}
+
+static int app_submit(struct log *l, struct app *p)
+{
+	p->l = l;
+	p->a.data = p->data;
+	p->a.len = p->len;
+	p->a.done = app_done;
+	return log_append(l, &p->a);
+}
+
+static void wait_all(struct app **ps, int n)
+{
+	for (int tries = 0; tries < 100000; tries++) {
+		int pending = 0;
+		for (int i = 0; i < n; i++)
+			pending += ps[i] && !ps[i]->done;
+		if (!pending)
+			return;
+		if (uring_run_once(&ur, 1000) < 0)
+			BAIL_OUT("uring_run_once failed");
+	}
+	BAIL_OUT("appends never completed");
+}
+
+/* Appends one batch and waits for it; returns its kerr (or log_append's error). */
+static int append_wait(struct log *l, const struct batchgen_opts *g, int64_t *base)
+{
+	struct app *p = app_new(g);
+	int rc = app_submit(l, p);
+	if (rc == KERR_NONE) {
+		wait_all(&p, 1);
+		rc = p->kerr;
+		if (base)
+			*base = p->a.base_offset;
+	}
+	app_free(p);
+	return rc;
+}
+
+static struct batchgen_opts gen(int n, size_t vlen, int64_t ts)
+{
+	struct batchgen_opts g = BATCHGEN_DEFAULTS;
+	g.n_records = n;
+	g.value_len = vlen;
+	g.base_ts_ms = ts;
+	g.with_keys = 1;
+	return g;
+}
+
+/* ---- dirs -------------------------------------------------------------------------------------- */
+
+static void join(char *buf, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= len)
+		BAIL_OUT("path too long");
+}
+
+static void new_dir(char *buf, size_t len)
+{
+	char name[32];
+	snprintf(name, sizeof name, "p%d", dir_seq++);
+	join(buf, len, root, name);
+}
+
+static void rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			char p[PATH_MAX];
+			join(p, sizeof p, path, de->d_name);
+			struct stat st;
+			if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+				rm_rf(p);
+			else
+				unlink(p);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+static int64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static struct log_config small_cfg(void)
+{
+	struct log_config c;
+	log_config_defaults(&c);
+	c.timestamp_after_max_ms = INT64_MAX; /* tests pick their own timestamps */
+	return c;
+}
+
+static struct log *open_log(const char *dir, const struct log_config *c)
+{
+	struct log *l = NULL;
+	int rc = log_open(&ur, dir, c, &hooks, &l);
+	if (rc != 0)
+		BAIL_OUT("log_open %s: %s", dir, strerror(-rc));
+	return l;
+}
+
+/* ---- slices ------------------------------------------------------------------------------------ */
+
+/* Checks that a slice is whole, CRC-valid batches with consecutive offsets. */
+static int slice_ok(const struct log_slice *s, int64_t *batches)
+{
+	if (s->len == 0)
+		return 1;
+	uint8_t *b = malloc((size_t)s->len);
+	if (pread(s->fd, b, (size_t)s->len, s->file_pos) != s->len) {
+		free(b);
+		return 0;
+	}
+	int64_t pos = 0, expect = s->first_offset, n = 0;
+	int good = 1;
+	while (pos < s->len) {
+		struct batch_hdr h;
+		if (batch_parse_hdr(b + pos, (size_t)(s->len - pos), &h) < 0 || pos + batch_size(&h) > s->len ||
+		    !batch_crc_ok(b + pos, (size_t)batch_size(&h)) || h.base_offset != expect) {
+			good = 0;
+			break;
+		}
+		expect = batch_last_offset(&h) + 1;
+		pos += batch_size(&h);
+		n++;
+	}
+	if (good && expect != s->next_offset)
+		good = 0;
+	free(b);
+	if (batches)
+		*batches = n;
+	return good;
+}
+
+/* Reads the whole log from its start and checks every slice; returns the records read. */
+static int64_t read_all(struct log *l, int64_t max_bytes, int *bad)
+{
+	int64_t off = log_start_offset(l), hw = log_high_watermark(l);
+	int guard = 0;
+	while (off < hw && guard++ < 1000000) {
+		struct log_slice s;
+		int rc = log_read(l, off, hw, max_bytes, true, &s);
+		if (rc != KERR_NONE || s.len == 0 || !slice_ok(&s, NULL) || s.first_offset > off ||
+		    s.next_offset <= off) {
+			(*bad)++;
+			log_slice_release(&s);
+			return off;
+		}
+		off = s.next_offset;
+		log_slice_release(&s);
+	}
+	return off;
+}
+
+/* ---- tests ------------------------------------------------------------------------------------- */
+
+static void test_basic(void)
+{
+	char dir[PATH_MAX], p[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	memset(&hk, 0, sizeof hk);
+	struct log *l = open_log(dir, &c);
+	is_int(log_end_offset(l), 0, "new log: end offset 0");
+	is_int(log_high_watermark(l), 0, "new log: high watermark 0");
+	is_int(log_start_offset(l), 0, "new log: start offset 0");
+	is_int(log_segment_count(l), 1, "new log: one segment");
+	join(p, sizeof p, dir, "00000000000000000000.log");
+	ok(file_size(p) == 0, "00000000000000000000.log exists");
+	join(p, sizeof p, dir, "00000000000000000000.index");
+	ok(file_size(p) == 0, ".index exists");
+	join(p, sizeof p, dir, "00000000000000000000.timeindex");
+	ok(file_size(p) == 0, ".timeindex exists");
+
+	struct batchgen_opts g = gen(5, 50, 1000);
+	struct app *a = app_new(&g);
+	is_int(app_submit(l, a), KERR_NONE, "append accepted");
+	is_int(a->a.base_offset, 0, "base offset 0");
+	is_int(a->a.last_offset, 4, "last offset 4");
+	is_int(a->a.record_count, 5, "record count");
+	is_int(a->a.log_append_time_ms, -1, "CreateTime: no log append time");
+	is_int(log_end_offset(l), 5, "end offset moved at append");
+	is_int(log_high_watermark(l), 0, "high watermark not moved before the fsync");
+	struct log_slice s;
+	is_int(log_read(l, 0, INT64_MAX, 1 << 20, true, &s), KERR_NONE, "read at hw: no error");
+	is_int(s.len, 0, "read at hw: nothing");
+	is_int(log_read(l, 1, INT64_MAX, 1 << 20, true, &s), KERR_OFFSET_OUT_OF_RANGE, "read past hw: out of range");
+	wait_all(&a, 1);
+	is_int(a->kerr, KERR_NONE, "append acknowledged");
+	is_int(a->hw_at_done, 5, "hw covered the append when done ran");
+	ok(a->fsyncs_at_done >= 1, "an fsync round completed before the ack");
+	ok(hk.hw_calls >= 1, "hw_advanced hook called");
+	uint8_t hdr[BATCH_HDR_SIZE];
+	join(p, sizeof p, dir, "00000000000000000000.log");
+	int fd = open(p, O_RDONLY);
+	ok(fd >= 0 && pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr, "read the batch back from the file");
+	close(fd);
+	struct batch_hdr h;
+	batch_parse_hdr(hdr, sizeof hdr, &h);
+	ok(h.base_offset == 0 && h.partition_leader_epoch == 0 && h.record_count == 5, "file holds the batch as written");
+	is_int(file_size(p), (long long)a->len, "file size is the batch size");
+	app_free(a);
+
+	/* the producer's buffer got the base offset written in */
+	g = gen(3, 10, 1000);
+	a = app_new(&g);
+	app_submit(l, a);
+	is_int((int64_t)st_be64(a->data), 5, "base offset written into the producer's buffer");
+	wait_all(&a, 1);
+	app_free(a);
+	is_int(log_read(l, 0, INT64_MAX, 1 << 20, true, &s), KERR_NONE, "read from 0");
+	int64_t nb;
+	ok(slice_ok(&s, &nb) && nb == 2 && s.first_offset == 0 && s.next_offset == 8, "slice: 2 whole batches 0..7");
+	log_slice_release(&s);
+	is_int(log_read(l, 6, 7, 1 << 20, true, &s), KERR_NONE, "read with upto inside a batch");
+	is_int(s.len, 0, "the batch reaching upto is not served");
+	log_slice_release(&s);
+
+	/* rejected appends write nothing */
+	g = gen(2, 10, 1000);
+	a = app_new(&g);
+	a->data[a->len - 1] ^= 1;
+	is_int(app_submit(l, a), KERR_CORRUPT_MESSAGE, "corrupt batch refused");
+	app_free(a);
+	c.max_message_bytes = 100;
+	log_set_config(l, &c);
+	g = gen(5, 100, 1000);
+	a = app_new(&g);
+	is_int(app_submit(l, a), KERR_MESSAGE_TOO_LARGE, "too large refused");
+	app_free(a);
+	is_int(log_end_offset(l), 8, "refused appends assign no offsets");
+	c = small_cfg();
+	log_set_config(l, &c);
+
+	/* multi-batch append */
+	{
+		uint8_t two[4096];
+		size_t n1 = batchgen_build(two, sizeof two, 2, 10, 1000, 0);
+		size_t n2 = batchgen_build(two + n1, sizeof two - n1, 3, 10, 1001, 0);
+		struct app *m = calloc(1, sizeof *m);
+		m->data = malloc(n1 + n2);
+		memcpy(m->data, two, n1 + n2);
+		m->len = n1 + n2;
+		is_int(app_submit(l, m), KERR_NONE, "two batches in one append");
+		ok(m->a.base_offset == 8 && m->a.last_offset == 12, "offsets 8..12");
+		ok((int64_t)st_be64(m->data + n1) == 10, "second batch got base offset 10");
+		wait_all(&m, 1);
+		app_free(m);
+	}
+	is_int(log_close(l), 0, "close");
+	l = open_log(dir, &c);
+	struct log_stats st;
+	log_get_stats(l, &st);
+	is_int(st.open_batches_scanned, 0, "clean reopen scans nothing");
+	is_int(log_end_offset(l), 13, "reopen: end offset");
+	is_int(log_high_watermark(l), 13, "reopen: high watermark");
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), 13, "reopen: everything readable");
+	is_int(bad, 0, "reopen: slices valid");
+	int64_t base;
+	is_int(append_wait(l, &g, &base), KERR_NONE, "append after reopen");
+	is_int(base, 13, "continues at the right offset");
+	is_int(log_destroy(l), 0, "destroy");
+	ok(access(dir, F_OK) != 0, "destroy removed the directory");
+}
+
+static void test_group_commit_order(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	struct log *l = open_log(dir, &c);
+	enum { N = 64 };
+	struct app *ps[N];
+	for (int i = 0; i < N; i++) {
+		struct batchgen_opts g = gen(1 + i % 4, 100 + (size_t)i * 7, 1000 + i);
+		ps[i] = app_new(&g);
+		if (app_submit(l, ps[i]) != KERR_NONE)
+			BAIL_OUT("append %d refused", i);
+	}
+	is_int(log_high_watermark(l), 0, "nothing acknowledged before the ring ran");
+	done_seq = 0;
+	wait_all(ps, N);
+	int in_order = 1, all_ok = 1, hw_ok = 1, synced = 1;
+	for (int i = 0; i < N; i++) {
+		in_order &= ps[i]->order == i;
+		all_ok &= ps[i]->kerr == KERR_NONE;
+		hw_ok &= ps[i]->hw_at_done == ps[i]->a.last_offset + 1;
+		synced &= ps[i]->fsyncs_at_done >= 1;
+	}
+	ok(in_order, "%d concurrent appends acknowledged in offset order", N);
+	ok(all_ok, "all acknowledged without error");
+	ok(hw_ok, "at each ack the high watermark ends exactly at that append");
+	ok(synced, "every ack came after an fsync round");
+	struct log_stats st;
+	log_get_stats(l, &st);
+	ok(st.fsync_rounds >= 1 && st.fsync_rounds <= N, "fsync rounds within [1, %d]", N);
+	tap_diag("group commit: %d appends, %lld fsync rounds", N, (long long)st.fsync_rounds);
+	for (int i = 0; i < N; i++)
+		app_free(ps[i]);
+	int bad = 0;
+	read_all(l, 1000, &bad);
+	is_int(bad, 0, "small-max_bytes reads return whole valid batches");
+	log_destroy(l);
+}
+
+/* Appends batches with a model of (base, last, first ts) per batch. */
+struct model {
+	int64_t base[4096], last[4096], ts0[4096];
+	int n;
+};
+
+static void fill(struct log *l, struct model *m, int batches, int64_t ts0, int codec_every)
+{
+	for (int i = 0; i < batches; i++) {
+		struct batchgen_opts g = gen(1 + i % 5, 40 + (size_t)(i * 13) % 200, ts0 + (int64_t)m->n * 10);
+		if (codec_every && i % codec_every == 0)
+			g.codec = COMPRESS_ZSTD;
+		int64_t base;
+		if (append_wait(l, &g, &base) != KERR_NONE)
+			BAIL_OUT("fill append failed");
+		m->base[m->n] = base;
+		m->last[m->n] = base + g.n_records - 1;
+		m->ts0[m->n] = g.base_ts_ms;
+		m->n++;
+	}
+}
+
+struct scanctx {
+	int64_t n, expect;
+	int ok;
+};
+
+static int scan_fn(void *ctx, const struct batch_hdr *h, int64_t pos)
+{
+	struct scanctx *sc = ctx;
+	if (h->base_offset != sc->expect)
+		sc->ok = 0;
+	sc->expect = batch_last_offset(h) + 1;
+	sc->n++;
+	return 0;
+}
+
+static void test_reads_and_rolls(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 3000;
+	c.index_interval_bytes = 300;
+	memset(&hk, 0, sizeof hk);
+	struct log *l = open_log(dir, &c);
+	static struct model m;
+	memset(&m, 0, sizeof m);
+	fill(l, &m, 120, 100000, 0);
+	uring_drain(&ur);
+	int nsegs = log_segment_count(l);
+	ok(nsegs >= 5, "rolled by size into %d segments", nsegs);
+	is_int(hk.closed_calls, nsegs - 1, "segment_closed called for every rolled segment");
+	int info_ok = 1;
+	int in_order = 1;
+	for (int i = 1; i < hk.closed_calls && i < 64; i++)
+		in_order &= hk.closed[i - 1].base_offset < hk.closed[i].base_offset;
+	ok(in_order, "segment_closed called in offset order");
+	for (int i = 0; i < hk.closed_calls && i < 64; i++) {
+		struct log_segment_info *in = &hk.closed[i];
+		int64_t next_base = i + 1 < hk.closed_calls ? hk.closed[i + 1].base_offset : log_end_offset(l);
+		(void)next_base;
+		if (file_size(in->log_path) != in->size_bytes || in->size_bytes > c.segment_bytes ||
+		    file_size(in->index_path) % 8 != 0 || file_size(in->timeindex_path) % 12 != 0 ||
+		    file_size(in->timeindex_path) < 12 || in->last_offset < in->base_offset) {
+			if (info_ok)
+				tap_diag("segment %lld: size %lld (file %lld) index %lld timeindex %lld last %lld",
+					 (long long)in->base_offset, (long long)in->size_bytes,
+					 (long long)file_size(in->log_path), (long long)file_size(in->index_path),
+					 (long long)file_size(in->timeindex_path), (long long)in->last_offset);
+			info_ok = 0;
+		}
+		if (i + 1 < hk.closed_calls && hk.closed[i + 1].base_offset != in->last_offset + 1)
+			info_ok = 0;
+	}
+	ok(info_ok, "closed segments: sizes <= segment.bytes, indexes trimmed to whole entries, contiguous");
+	ok(file_size(hk.closed[0].index_path) > 0, "first segment has offset index entries");
+	/* the time index's last entry is the segment's max timestamp (final entry at close) */
+	{
+		uint8_t e[12];
+		int fd = open(hk.closed[0].timeindex_path, O_RDONLY);
+		int64_t sz = file_size(hk.closed[0].timeindex_path);
+		ok(fd >= 0 && pread(fd, e, 12, sz - 12) == 12 && (int64_t)st_be64(e) == hk.closed[0].max_timestamp_ms,
+		   "time index ends with the max timestamp");
+		close(fd);
+		ok(hk.closed[0].first_timestamp_ms == m.ts0[0], "first timestamp of segment 0");
+	}
+
+	/* every offset, min_one with max_bytes 1: exactly the batch holding it */
+	int exact = 1;
+	for (int b = 0; b < m.n; b++) {
+		for (int64_t o = m.base[b]; o <= m.last[b]; o++) {
+			struct log_slice s;
+			int64_t nb;
+			if (log_read(l, o, INT64_MAX, 1, true, &s) != KERR_NONE || s.first_offset != m.base[b] ||
+			    s.next_offset != m.last[b] + 1 || !slice_ok(&s, &nb) || nb != 1)
+				exact = 0;
+			log_slice_release(&s);
+		}
+	}
+	ok(exact, "every offset (segment first/last, inside batches, between index entries) finds its batch");
+	struct log_slice s;
+	is_int(log_read(l, m.base[3], INT64_MAX, 1, false, &s), KERR_NONE, "max_bytes below one batch, !min_one");
+	is_int(s.len, 0, "!min_one: nothing when the first batch does not fit");
+	/* reads never cross a segment and respect max_bytes */
+	int bounded = 1;
+	for (int64_t mb = 100; mb < 4000; mb += 373) {
+		int64_t off = 0;
+		while (off < log_high_watermark(l)) {
+			int64_t nb;
+			if (log_read(l, off, INT64_MAX, mb, true, &s) != KERR_NONE || s.len == 0 || !slice_ok(&s, &nb) ||
+			    (s.len > mb && nb != 1) || s.len > c.segment_bytes) {
+				bounded = 0;
+				log_slice_release(&s);
+				break;
+			}
+			off = s.next_offset;
+			log_slice_release(&s);
+		}
+	}
+	ok(bounded, "slices: whole batches, <= max_bytes unless one batch, within one segment");
+	is_int(log_read(l, m.base[10], INT64_MAX, 1 << 20, true, &s), KERR_NONE, "big read");
+	ok(s.len <= c.segment_bytes && s.first_offset == m.base[10], "big read stops at the segment end");
+	log_slice_release(&s);
+
+	/* log_scan_batches */
+	struct scanctx sc = { 0, 0, 1 };
+	is_int(log_scan_batches(l, 0, scan_fn, &sc), 0, "scan batches");
+	ok(sc.ok && sc.n == m.n, "scan saw all %d batches in order", m.n);
+
+	/* roll by time (tick) */
+	int before = log_segment_count(l);
+	c.segment_ms = 1000;
+	log_set_config(l, &c);
+	log_tick(l, st_now_ms() + 2000);
+	is_int(log_segment_count(l), before + 1, "segment.ms: tick rolled the active segment");
+	log_tick(l, st_now_ms() + 4000);
+	is_int(log_segment_count(l), before + 1, "an empty active segment does not roll");
+	is_int(log_roll(l), 0, "explicit roll of an empty segment");
+	is_int(log_segment_count(l), before + 1, "explicit roll of an empty segment is a no-op");
+	c.segment_ms = 604800000;
+	log_set_config(l, &c);
+	fill(l, &m, 1, 100000, 0);
+	is_int(log_roll(l), 0, "explicit roll");
+	is_int(log_segment_count(l), before + 2, "explicit roll made a segment");
+	uring_drain(&ur);
+	is_int(hk.closed_calls, before + 1, "closed hooks for tick and explicit rolls");
+
+	/* full index rolls: 3 entries of 8 bytes, an entry per batch */
+	c.segment_index_bytes = 24;
+	c.index_interval_bytes = 0;
+	log_set_config(l, &c);
+	before = log_segment_count(l);
+	fill(l, &m, 8, 100000, 0);
+	ok(log_segment_count(l) >= before + 1, "full index rolled (%d -> %d segments)", before, log_segment_count(l));
+	c = small_cfg();
+	c.segment_bytes = 3000;
+	c.index_interval_bytes = 300;
+	log_set_config(l, &c);
+	uring_drain(&ur);
+
+	/* reopen: every offset still exact (indexes loaded lazily from files) */
+	log_close(l);
+	l = open_log(dir, &c);
+	struct log_stats st;
+	log_get_stats(l, &st);
+	is_int(st.open_batches_scanned, 0, "clean reopen with %d segments scans nothing", log_segment_count(l));
+	exact = 1;
+	for (int b = 0; b < m.n; b++) {
+		for (int64_t o = m.base[b]; o <= m.last[b]; o++) {
+			int64_t nb;
+			if (log_read(l, o, INT64_MAX, 1, true, &s) != KERR_NONE || s.first_offset != m.base[b] ||
+			    !slice_ok(&s, &nb) || nb != 1)
+				exact = 0;
+			log_slice_release(&s);
+		}
+	}
+	ok(exact, "after reopen every offset finds its batch");
+	log_get_stats(l, &st);
+	is_int(st.index_rebuilds, 0, "no index needed rebuilding");
+	log_destroy(l);
+}
+
+static void test_timestamps(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 2500;
+	c.index_interval_bytes = 200;
+	struct log *l = open_log(dir, &c);
+	static struct model m;
+	memset(&m, 0, sizeof m);
+	fill(l, &m, 80, 500000, 3); /* every third batch zstd-compressed */
+	/* record j of batch b has ts ts0[b] + j; ts0 grows by 10 per batch */
+	int exact = 1;
+	for (int64_t target = 499990; target <= m.ts0[m.n - 1] + 10; target += 3) {
+		int64_t want_off = -1, want_ts = -1;
+		for (int b = 0; b < m.n && want_off < 0; b++)
+			for (int64_t o = m.base[b]; o <= m.last[b]; o++)
+				if (m.ts0[b] + (o - m.base[b]) >= target) {
+					want_off = o;
+					want_ts = m.ts0[b] + (o - m.base[b]);
+					break;
+				}
+		int64_t off, ts;
+		if (log_offset_for_timestamp(l, target, &off, &ts) != KERR_NONE || off != want_off || ts != want_ts) {
+			if (exact)
+				tap_diag("target %lld: got %lld/%lld want %lld/%lld", (long long)target, (long long)off,
+					 (long long)ts, (long long)want_off, (long long)want_ts);
+			exact = 0;
+		}
+	}
+	ok(exact, "offset_for_timestamp is record-exact across segments and compressed batches");
+	int64_t off, ts;
+	log_offset_for_timestamp(l, INT64_MAX, &off, &ts);
+	ok(off == -1 && ts == -1, "a timestamp after every record: -1");
+	log_offset_for_timestamp(l, 0, &off, &ts);
+	ok(off == 0 && ts == 500000, "a timestamp before every record: offset 0");
+
+	/* max timestamp in the middle (a batch with a far-future record) */
+	struct batchgen_opts g = gen(4, 10, 9000000);
+	g.ts_step_ms = -1000; /* 9000000, 8999000, ... : max is the first record */
+	int64_t base;
+	append_wait(l, &g, &base);
+	g = gen(2, 10, 600000);
+	append_wait(l, &g, NULL);
+	log_max_timestamp(l, &off, &ts);
+	ok(off == base && ts == 9000000, "max timestamp: the record carrying it (%lld @ %lld)", (long long)ts,
+	   (long long)off);
+	g = gen(3, 10, 9000000 - 5);
+	g.ts_step_ms = 5; /* records 2..: 9000000 again at index 1, 9000005 at index 2 */
+	g.codec = COMPRESS_LZ4;
+	append_wait(l, &g, &base);
+	log_max_timestamp(l, &off, &ts);
+	ok(off == base + 2 && ts == 9000005, "max timestamp inside a compressed batch");
+	log_offset_for_timestamp(l, 9000000, &off, &ts);
+	ok(ts == 9000000 && off == m.last[m.n - 1] + 1, "first record with ts >= 9000000 is the earlier one");
+	log_destroy(l);
+
+	/* LogAppendTime */
+	new_dir(dir, sizeof dir);
+	c = small_cfg();
+	c.log_append_time = true;
+	l = open_log(dir, &c);
+	g = gen(3, 10, 5);
+	int64_t t0 = st_now_ms();
+	struct app *a = app_new(&g);
+	app_submit(l, a);
+	int64_t lat = a->a.log_append_time_ms;
+	ok(lat >= t0 && lat <= st_now_ms(), "LogAppendTime reported");
+	struct batch_hdr h;
+	batch_parse_hdr(a->data, a->len, &h);
+	ok(batch_is_log_append_time(&h) && h.max_timestamp == lat && batch_crc_ok(a->data, a->len),
+	   "batch rewritten for LogAppendTime with a valid CRC");
+	wait_all(&a, 1);
+	app_free(a);
+	log_offset_for_timestamp(l, lat, &off, &ts);
+	ok(off == 0 && ts == lat, "LogAppendTime: lookup finds the first record at the append time");
+	log_max_timestamp(l, &off, &ts);
+	ok(off == 0 && ts == lat, "LogAppendTime: max timestamp is the first record of the batch");
+	log_destroy(l);
+}
+
+static void test_retention(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 2000;
+	memset(&hk, 0, sizeof hk);
+	hk.deletable = false;
+	struct log *l = open_log(dir, &c);
+	static struct model m;
+	memset(&m, 0, sizeof m);
+	int64_t now = st_now_ms();
+	int64_t day = 86400000;
+	fill(l, &m, 40, now - 10 * day, 0); /* old */
+	log_roll(l);
+	int old_segs = log_segment_count(l) - 1;
+	fill(l, &m, 20, now, 0);            /* fresh */
+	uring_drain(&ur);
+	int total = log_segment_count(l);
+	c.retention_ms = day;
+	log_set_config(l, &c);
+	is_int(log_retention_run(l, now), 0, "segment_deletable=false keeps expired segments");
+	ok(hk.deletable_asked >= 1, "the hook was asked");
+	hk.deletable = true;
+	int del = log_retention_run(l, now);
+	is_int(del, old_segs, "retention.ms deleted the %d old segments", old_segs);
+	is_int(log_segment_count(l), total - old_segs, "fresh segments kept");
+	ok(log_start_offset(l) > 0, "start offset moved to the first kept segment (%lld)",
+	   (long long)log_start_offset(l));
+	struct log_slice s;
+	is_int(log_read(l, 0, INT64_MAX, 1000, true, &s), KERR_OFFSET_OUT_OF_RANGE, "deleted offsets out of range");
+	char p[PATH_MAX];
+	join(p, sizeof p, dir, "00000000000000000000.log");
+	ok(access(p, F_OK) != 0, "deleted segment's file is gone");
+
+	/* a slice outlives the deletion of its segment */
+	int64_t first = log_start_offset(l);
+	is_int(log_read(l, first, INT64_MAX, 500, true, &s), KERR_NONE, "slice on the oldest segment");
+	/* retention.bytes: keep at most about two segments */
+	int64_t size = log_size_bytes(l);
+	c.retention_ms = -1;
+	c.retention_bytes = 4500;
+	log_set_config(l, &c);
+	del = log_retention_run(l, now);
+	ok(del >= 1, "retention.bytes deleted %d segments", del);
+	ok(log_size_bytes(l) >= 4500 - 2000 && log_size_bytes(l) < size, "size now %lld (limit 4500)",
+	   (long long)log_size_bytes(l));
+	ok(log_size_bytes(l) - 4500 < 2000, "excess below one segment");
+	ok(slice_ok(&s, NULL), "slice still readable after its segment was deleted");
+	log_slice_release(&s);
+	c.retention_bytes = 0;
+	log_set_config(l, &c);
+	log_retention_run(l, now);
+	is_int(log_segment_count(l), 1, "retention never deletes the active segment");
+
+	/* DeleteRecords */
+	c.retention_bytes = -1;
+	log_set_config(l, &c);
+	fill(l, &m, 40, now, 0);
+	int64_t hw = log_high_watermark(l);
+	int segs = log_segment_count(l);
+	is_int(log_delete_records(l, hw + 1), KERR_OFFSET_OUT_OF_RANGE, "delete past hw refused");
+	int64_t cut = log_start_offset(l) + (hw - log_start_offset(l)) / 2 + 1;
+	is_int(log_delete_records(l, cut), KERR_NONE, "delete records below %lld", (long long)cut);
+	is_int(log_start_offset(l), cut, "start offset moved");
+	ok(log_segment_count(l) < segs, "whole segments below it deleted (%d -> %d)", segs, log_segment_count(l));
+	is_int(log_read(l, cut - 1, INT64_MAX, 1000, true, &s), KERR_OFFSET_OUT_OF_RANGE, "below start: out of range");
+	is_int(log_read(l, cut, INT64_MAX, 1000, true, &s), KERR_NONE, "at start: readable");
+	ok(s.first_offset <= cut && s.next_offset > cut, "batch holding the start offset");
+	log_slice_release(&s);
+	is_int(log_delete_records(l, cut - 5), KERR_NONE, "moving it back is a no-op");
+	is_int(log_start_offset(l), cut, "start offset unchanged");
+	uring_drain(&ur);
+	/* persisted: survives a crash-like reopen (checkpoint written asynchronously) */
+	log_close(l);
+	l = open_log(dir, &c);
+	is_int(log_start_offset(l), cut, "start offset survives a restart");
+	log_destroy(l);
+}
+
+static void test_relaxed_flush(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.flush_messages = 10;
+	c.flush_ms = 60000;
+	struct log *l = open_log(dir, &c);
+	struct batchgen_opts g = gen(3, 10, 1000);
+	for (int i = 0; i < 2; i++)
+		append_wait(l, &g, NULL);
+	struct log_stats st;
+	log_get_stats(l, &st);
+	is_int(st.fsync_rounds, 0, "flush.messages=10: 6 messages acked without an fsync");
+	is_int(log_high_watermark(l), 6, "hw advanced after the writes");
+	append_wait(l, &g, NULL);
+	append_wait(l, &g, NULL);
+	uring_drain(&ur);
+	log_get_stats(l, &st);
+	is_int(st.fsync_rounds, 1, "12 messages >= 10: one fsync round");
+	append_wait(l, &g, NULL);
+	log_tick(l, st_now_ms() + 1000);
+	uring_drain(&ur);
+	log_get_stats(l, &st);
+	is_int(st.fsync_rounds, 1, "flush.ms not reached: no fsync");
+	log_tick(l, st_now_ms() + 61000);
+	uring_drain(&ur);
+	log_get_stats(l, &st);
+	is_int(st.fsync_rounds, 2, "flush.ms passed: tick fsynced");
+	log_destroy(l);
+}
+
+static void test_roll_in_flight(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 1500;
+	c.index_interval_bytes = 100;
+	memset(&hk, 0, sizeof hk);
+	struct log *l = open_log(dir, &c);
+	enum { N = 40 };
+	struct app *ps[N];
+	for (int i = 0; i < N; i++) {
+		struct batchgen_opts g = gen(2, 150, 1000 + i);
+		ps[i] = app_new(&g);
+		if (app_submit(l, ps[i]) != KERR_NONE)
+			BAIL_OUT("append refused");
+	}
+	ok(log_segment_count(l) >= 5, "rolled %d times with every write still in flight", log_segment_count(l) - 1);
+	done_seq = 0;
+	wait_all(ps, N);
+	int good = 1;
+	for (int i = 0; i < N; i++)
+		good &= ps[i]->kerr == KERR_NONE && ps[i]->order == i && ps[i]->fsyncs_at_done >= 1;
+	ok(good, "all acknowledged in order after fsyncs");
+	uring_drain(&ur);
+	is_int(hk.closed_calls, log_segment_count(l) - 1, "every rolled segment closed");
+	for (int i = 0; i < N; i++)
+		app_free(ps[i]);
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), log_end_offset(l), "all readable");
+	is_int(bad, 0, "valid slices");
+	log_close(l);
+	l = open_log(dir, &c);
+	struct log_stats st;
+	log_get_stats(l, &st);
+	ok(st.open_batches_scanned == 0 && log_end_offset(l) == 2 * N, "clean reopen: %d records, nothing scanned", 2 * N);
+	log_destroy(l);
+}
+
+static void test_storage_errors(void)
+{
+	char dir[PATH_MAX], p[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 1 << 20;
+	struct log *l = open_log(dir, &c);
+	struct batchgen_opts g = gen(4, 100, 1000);
+	append_wait(l, &g, NULL);
+	join(p, sizeof p, dir, "00000000000000000000.log");
+	int64_t good_size = file_size(p);
+
+	/* B fails (ENOSPC injected after a real write), C and D behind it fail too */
+	log_test_fail_next_writes(l, 1, -ENOSPC);
+	struct app *ps[3];
+	for (int i = 0; i < 3; i++) {
+		ps[i] = app_new(&g);
+		if (app_submit(l, ps[i]) != KERR_NONE)
+			BAIL_OUT("append refused");
+	}
+	done_seq = 0;
+	wait_all(ps, 3);
+	ok(ps[0]->kerr == KERR_KAFKA_STORAGE_ERROR && ps[1]->kerr == KERR_KAFKA_STORAGE_ERROR &&
+	   ps[2]->kerr == KERR_KAFKA_STORAGE_ERROR, "failed write and the appends behind it: KAFKA_STORAGE_ERROR");
+	ok(ps[0]->order == 0 && ps[1]->order == 1 && ps[2]->order == 2, "errors answered in offset order");
+	is_int(log_high_watermark(l), 4, "hw unchanged");
+	is_int(log_end_offset(l), 4, "end offset rewound");
+	is_int(file_size(p), good_size, "file truncated back to the last good position");
+	ok(!log_storage_failed(l), "log recovered from the failure");
+	for (int i = 0; i < 3; i++)
+		app_free(ps[i]);
+	int64_t base;
+	is_int(append_wait(l, &g, &base), KERR_NONE, "appends resume");
+	is_int(base, 4, "at the rewound offset");
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), 8, "data intact");
+	is_int(bad, 0, "valid slices after the failure");
+
+	/* a failed fsync fails everything not yet durable */
+	log_test_fail_next_syncs(l, 1, -EIO);
+	struct app *a = app_new(&g);
+	app_submit(l, a);
+	wait_all(&a, 1);
+	is_int(a->kerr, KERR_KAFKA_STORAGE_ERROR, "failed fsync: KAFKA_STORAGE_ERROR");
+	app_free(a);
+	is_int(log_end_offset(l), 8, "fsync failure rewound the end offset");
+	is_int(append_wait(l, &g, &base), KERR_NONE, "appends resume after the fsync failure");
+	is_int(base, 8, "at offset 8");
+
+	/* fail-fast while the failure is settling: A's fsync in flight keeps B's failure open */
+	log_test_fail_next_writes(l, 0, 0);
+	struct app *aa = app_new(&g), *bb = app_new(&g);
+	app_submit(l, aa);
+	/* Peek at the log's internal append state (1 = write in flight) to submit bb once aa's
+	 * write is done and its fsync round is about to go out: bb's failure then lands while
+	 * that fsync is in flight, and the log cannot settle until it completes. */
+	for (int i = 0; i < 1000 && aa->a.state_ == 1; i++)
+		uring_run_once(&ur, 10);
+	log_test_fail_next_writes(l, 1, -EIO);
+	app_submit(l, bb);
+	int observed = 0, refused = 0;
+	for (int i = 0; i < 10000 && !(aa->done && bb->done); i++) {
+		if (log_storage_failed(l) && !observed) {
+			observed = 1;
+			struct app *x = app_new(&g);
+			refused = app_submit(l, x) == KERR_KAFKA_STORAGE_ERROR;
+			app_free(x);
+		}
+		uring_run_once(&ur, 100);
+	}
+	if (observed)
+		ok(refused, "append during failure recovery fails fast");
+	else
+		ok(1, "# SKIP failure window not observed (completions raced)");
+	struct app *pair[2] = { aa, bb };
+	wait_all(pair, 2);
+	ok(aa->kerr != KERR_NONE || bb->kerr != KERR_NONE, "one of the two failed");
+	app_free(aa);
+	app_free(bb);
+	is_int(append_wait(l, &g, &base), KERR_NONE, "appends resume again");
+
+	/* a real file-size limit: the write is cut short (EFBIG/short write) */
+	struct rlimit old, lim;
+	getrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, SIG_IGN);
+	int64_t before = file_size(p), end_before = log_end_offset(l);
+	lim = old;
+	lim.rlim_cur = (rlim_t)(before + 100);
+	if (setrlimit(RLIMIT_FSIZE, &lim) == 0) {
+		struct batchgen_opts big = gen(5, 200, 1000);
+		int rc = append_wait(l, &big, NULL);
+		setrlimit(RLIMIT_FSIZE, &old);
+		is_int(rc, KERR_KAFKA_STORAGE_ERROR, "RLIMIT_FSIZE write: KAFKA_STORAGE_ERROR");
+		is_int(file_size(p), before, "partial write truncated away");
+		is_int(log_end_offset(l), end_before, "end offset rewound");
+		is_int(append_wait(l, &big, &base), KERR_NONE, "appends resume once space returns");
+		is_int(base, end_before, "at the right offset");
+	} else {
+		ok(1, "# SKIP setrlimit(RLIMIT_FSIZE) failed");
+	}
+	bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), log_end_offset(l), "everything readable");
+	is_int(bad, 0, "no partial batch served");
+	log_close(l);
+	l = open_log(dir, &c);
+	struct log_stats st;
+	log_get_stats(l, &st);
+	is_int(st.open_batches_scanned, 0, "clean reopen after the failures");
+	bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), log_end_offset(l), "reopened log intact");
+	log_destroy(l);
+}
+
 int main(void)
 {
-	ok(1, "placeholder");
+	snprintf(root, sizeof root, "%s/strata-log-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(root))
+		BAIL_OUT("mkdtemp");
+	if (uring_init(&ur, 256) < 0)
+		BAIL_OUT("uring_init");
+	test_basic();
+	test_group_commit_order();
+	test_reads_and_rolls();
+	test_timestamps();
+	test_retention();
+	test_relaxed_flush();
+	test_roll_in_flight();
+	test_storage_errors();
+	uring_fini(&ur);
+	rm_rf(root);
 	return tap_done();
 }

@@ -112,6 +112,7 @@ struct th {
 	long bad_user;
 	int opens, closes;
 	long requests;
+	char last_peer[64];
 };
 static struct th th;
 
@@ -213,7 +214,9 @@ static void on_open(void *ctx, struct net_conn *c)
 	ST_ASSERT(cs);
 	cs->magic = CONN_MAGIC;
 	net_conn_set_user(c, cs);
-	if (net_conn_peer(c)[0] == '\0')
+	snprintf(th.last_peer, sizeof th.last_peer, "%s", net_conn_peer(c));
+	const struct sockaddr_storage *ss = net_conn_peer_addr(c);
+	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
 		th.bad_user++;
 }
 
@@ -947,6 +950,7 @@ static void run_suite(const char *name, const struct net_config *cfg)
 	memset(&r, 0, sizeof r);
 	run_client(c_basic, &r);
 	ok(!r.failed, "%s: basic echo with memory, copy, file range and no-response %s", name, r.why);
+	ok(strncmp(th.last_peer, "127.0.0.1:", 10) == 0, "%s: peer address %s", name, th.last_peer);
 
 	/* Only meaningful with small limits and buffers (the first two suites). */
 	if (cfg->max_outstanding_bytes <= (1u << 20))
@@ -1075,10 +1079,58 @@ static void test_ipv6(void)
 	memset(&r, 0, sizeof r);
 	run_client(c_basic, &r);
 	ok(!r.failed, "ipv6 [::1]: round trip %s", r.why);
+	ok(strncmp(th.last_peer, "[::1]:", 6) == 0, "ipv6: peer address %s", th.last_peer);
 	g_family = AF_INET;
 	net_server_stop(srv);
 	atomic_store(&g_client_done, 1);
 	settle(server_gone, 5000);
+	net_server_free(srv);
+	srv = NULL;
+}
+
+static void *c_max_conns(void *arg)
+{
+	struct cs a, b;
+	cs_init(&a);
+	cs_add(&a, 'E', 0, 0, 10, 0, 1);
+	if (!a.failed)
+		cs_run(&a, SIZE_MAX); /* a is accepted and served */
+	cs_init(&b);
+	if (!b.failed)
+		cs_expect_close(&b); /* b is over max_connections */
+	cs_add(&a, 'E', 0, 0, 10, 0, 2);
+	if (!a.failed)
+		cs_run(&a, SIZE_MAX);
+	cres_take(arg, &a);
+	cres_take(arg, &b);
+	cs_free(&a);
+	cs_free(&b);
+	return NULL;
+}
+
+static void test_max_connections(void)
+{
+	struct net_config cfg;
+	net_config_defaults(&cfg);
+	cfg.host = "127.0.0.1";
+	cfg.port = 0;
+	cfg.max_connections = 1;
+	memset(&th, 0, sizeof th);
+	th.ur = &ur;
+	th.file_fd = g_file_fd;
+	if (net_server_start(&ur, &cfg, &handler, &srv) < 0)
+		BAIL_OUT("server start");
+	g_port = net_server_port(srv);
+	struct cres r;
+	memset(&r, 0, sizeof r);
+	run_client(c_max_conns, &r);
+	ok(!r.failed, "max_connections=1: the second connection is refused, the first served %s",
+	   r.why);
+	net_server_stop(srv);
+	settle(server_gone, 5000);
+	struct net_stats st;
+	net_server_stats(srv, &st);
+	is_int(st.accepted_total, 1, "max_connections=1: one accepted");
 	net_server_free(srv);
 	srv = NULL;
 }
@@ -1318,6 +1370,21 @@ int main(int argc, char **argv)
 	run_suite("plain recv + splice + default limits", &cfg);
 
 	test_ipv6();
+	test_max_connections();
+
+	/* Freed at once after start (an error path): the cancelled accept cleans up later. */
+	struct net_config quick;
+	net_config_defaults(&quick);
+	quick.host = "127.0.0.1";
+	quick.port = 0;
+	struct net_server *s1 = NULL, *s3 = NULL;
+	ok(net_server_start(&ur, &quick, &handler, &s1) == 0, "start, then free at once");
+	net_server_stop(s1);
+	net_server_free(s1);
+	ok(net_server_start(&ur, &quick, &handler, &s3) == 0 && (uring_submit(&ur), 1),
+	   "start, submit the accept, free without stop");
+	net_server_free(s3);
+	ok(uring_drain(&ur) == 0 && ur.inflight == 0, "the orphaned accepts completed");
 
 	struct net_config bad;
 	net_config_defaults(&bad);

@@ -288,9 +288,6 @@ class Gen:
         if f.flex_override is not None and (f.is_array or f.kind not in VARLEN):
             die("%s.%s: field flexibleVersions only supported for strings/bytes" % (m.name, f.name))
         f.default = self.parse_default(m, f, js.get("default"))
-        if f.kind == "records" and not f.is_array:
-            # "records" is a byte blob on the wire; always nullable-capable per the schema.
-            pass
         return f
 
     def parse_default(self, m, f, d):
@@ -312,7 +309,8 @@ class Gen:
                 return None
             return "" if d is None else str(d)
         if f.kind in ("bytes", "records"):
-            if d == "null":
+            # Kafka's records fields default to null (MemoryRecords null), bytes to empty.
+            if d == "null" or (d is None and f.kind == "records" and f.nullable):
                 return None
             if d not in (None, ""):
                 die("%s: bytes default %r" % (where, d))
@@ -500,13 +498,19 @@ def gen_header(g):
     w(" *   int kmsg_X_decode(struct kr *r, int16_t version, struct kmsg_X *out, struct arena *a);")
     w(" *     0, -EBADMSG (malformed/truncated input, or null in a non-nullable field), -ENOMEM (arena),")
     w(" *     -EINVAL (version outside the schema's validVersions). Trailing bytes after the message are")
-    w(" *     left unread in r (the caller decides whether they are an error). out is garbage on error.")
+    w(" *     left unread in r (the caller decides whether they are an error). On error out is partly")
+    w(" *     filled: do not use it.")
     w(" *   int kmsg_X_encode(struct kw *w, int16_t version, const struct kmsg_X *in);")
     w(" *     0, -EINVAL (version outside validVersions; null in a non-nullable field; or, as Kafka does,")
     w(" *     a non-default value in a non-ignorable field the version does not have -- ignorable ones are")
     w(" *     silently dropped), or w->err (-ENOMEM). Tagged fields are written only when non-default.")
     w(" *   void kmsg_X_init(struct kmsg_X *m);  all fields to schema defaults, arrays empty. Nested structs")
     w(" *     have one too: init every array item you fill in an outgoing message.")
+    w(" *")
+    w(" * Every function takes the version from the caller: pick it with the API table below and the")
+    w(" * request header. ConsumerProtocolSubscription/Assignment (group member metadata inside JoinGroup/")
+    w(" * SyncGroup bytes) start with an int16 version the caller reads first (kr_i16); like Kafka, decode")
+    w(" * a newer version with the newest known one (fields it appended are then trailing bytes).")
     w(" */")
     w("#ifndef STRATA_KMSG_H")
     w("#define STRATA_KMSG_H")
@@ -806,7 +810,7 @@ def read_scalar(g, s, f, e, R, compact, nullable):
 def read_field(g, s, f, R, vs, compact):
     """Statements reading field f (present in versions vs) from reader R."""
     e = "o->" + f.cname
-    nullable = cbool(cond(f.nullable & vs, s.reach))
+    nullable = cbool(cond(f.nullable & vs, vs))  # evaluated only where v is in vs
     if not f.is_array:
         return read_scalar(g, s, f, e, R, compact, nullable)
     L = ["%s.items = rd_arr(%s, %s, %s, %d, sizeof *%s.items, a, &%s.len, &rc);" % (
@@ -833,7 +837,7 @@ def write_scalar(g, s, f, e, compact, nullable):
 
 def write_field(g, s, f, vs, compact):
     e = "o->" + f.cname
-    nullable = cbool(cond(f.nullable & vs, s.reach))
+    nullable = cbool(cond(f.nullable & vs, vs))
     if not f.is_array:
         return write_scalar(g, s, f, e, compact, nullable)
     L = ["if ((rc = wr_arr(w, %s, %s, %s.len, %s.items)) < 0)" % (compact, nullable, e, e), "\treturn rc;",
@@ -890,8 +894,7 @@ def gen_struct_fns(g, s):
         reg = g.regular_in(s, f)
         if not reg:
             continue
-        compact = cond(g.compact_in(s, f) & reg, s.reach)
-        compact = {"1": "true", "0": "false"}.get(compact, compact)
+        compact = cbool(cond(g.compact_in(s, f) & reg, reg))
         stmts = read_field(g, s, f, "r", reg, compact)
         L += block(cond(reg, s.reach), stmts)
     if tagged:
@@ -941,8 +944,7 @@ def gen_struct_fns(g, s):
         pres = reg | g.tagged_in(s, f)
         absent = s.reach - pres
         if reg:
-            compact = cond(g.compact_in(s, f) & reg, s.reach)
-            compact = {"1": "true", "0": "false"}.get(compact, compact)
+            compact = cbool(cond(g.compact_in(s, f) & reg, reg))
             L += block(cond(reg, s.reach), write_field(g, s, f, reg, compact))
         if absent and not f.ignorable:
             c = cond(absent, s.reach)

@@ -20,7 +20,7 @@ enum chain_kind {
 };
 
 /* Link flags. */
-#define CHAIN_LINK_OWNED_COPY 0x1u  /* data[] holds an owned copy (chain_append_copy/reserve) */
+#define CHAIN_LINK_OWNED_COPY 0x1u  /* the link owns a copy (chain_append_copy/reserve) */
 #define CHAIN_LINK_EXTERNAL   0x2u  /* storage is the caller's (chain_append_link): never freed
                                        by the chain; its release callback may free it */
 
@@ -35,10 +35,10 @@ struct chain_link {
 	chain_release_fn release;       /* NULL: nothing to run */
 	void *ctx;
 	const uint8_t *ptr;             /* CHAIN_MEM */
-	size_t cap;                     /* owned copies: capacity of data[] */
+	size_t cap;                     /* owned copies: capacity */
 	int fd;                         /* CHAIN_FILE */
 	int64_t file_pos;               /* CHAIN_FILE: offset of byte 0 of the link */
-	uint8_t data[];                 /* owned copies only */
+	/* owned copies: cap bytes of data follow the struct in the same allocation */
 };
 
 struct chain {

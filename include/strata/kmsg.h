@@ -9,13 +9,19 @@
  *   int kmsg_X_decode(struct kr *r, int16_t version, struct kmsg_X *out, struct arena *a);
  *     0, -EBADMSG (malformed/truncated input, or null in a non-nullable field), -ENOMEM (arena),
  *     -EINVAL (version outside the schema's validVersions). Trailing bytes after the message are
- *     left unread in r (the caller decides whether they are an error). out is garbage on error.
+ *     left unread in r (the caller decides whether they are an error). On error out is partly
+ *     filled: do not use it.
  *   int kmsg_X_encode(struct kw *w, int16_t version, const struct kmsg_X *in);
  *     0, -EINVAL (version outside validVersions; null in a non-nullable field; or, as Kafka does,
  *     a non-default value in a non-ignorable field the version does not have -- ignorable ones are
  *     silently dropped), or w->err (-ENOMEM). Tagged fields are written only when non-default.
  *   void kmsg_X_init(struct kmsg_X *m);  all fields to schema defaults, arrays empty. Nested structs
  *     have one too: init every array item you fill in an outgoing message.
+ *
+ * Every function takes the version from the caller: pick it with the API table below and the
+ * request header. ConsumerProtocolSubscription/Assignment (group member metadata inside JoinGroup/
+ * SyncGroup bytes) start with an int16 version the caller reads first (kr_i16); like Kafka, decode
+ * a newer version with the newest known one (fields it appended are then trailing bytes).
  */
 #ifndef STRATA_KMSG_H
 #define STRATA_KMSG_H
@@ -132,7 +138,7 @@ int kmsg_response_header_encode(struct kw *w, int16_t version, const struct kmsg
 /* ---- ProduceRequest (key 0): versions v0-11, flexible v9-11 ---- */
 struct kmsg_produce_request_partition_produce_data {
 	int32_t index; /* v0-11: The partition index. */
-	struct kbytes records; /* v0-11, nullable v0-11: The record data to be produced. */
+	struct kbytes records; /* v0-11, nullable v0-11, default null: The record data to be produced. */
 };
 void kmsg_produce_request_partition_produce_data_init(struct kmsg_produce_request_partition_produce_data *m);
 struct kmsg_produce_request_topic_produce_data {
@@ -271,7 +277,7 @@ struct kmsg_fetch_response_partition_data {
 	struct kmsg_fetch_response_snapshot_id snapshot_id; /* v12-17, tag 2 v12-17: In the case of fetching an offset less than the LogStartOffset, this is the end offset and epoch that shoul... */
 	struct { struct kmsg_fetch_response_aborted_transaction *items; int32_t len; } aborted_transactions; /* v4-17, nullable v4-17, ignorable: The aborted transactions. */
 	int32_t preferred_read_replica; /* v11-17, default -1: The preferred read replica for the consumer to use on its next fetch request */
-	struct kbytes records; /* v0-17, nullable v0-17: The record data. */
+	struct kbytes records; /* v0-17, nullable v0-17, default null: The record data. */
 };
 void kmsg_fetch_response_partition_data_init(struct kmsg_fetch_response_partition_data *m);
 struct kmsg_fetch_response_fetchable_topic_response {

@@ -97,6 +97,9 @@ uint16_t net_server_port(const struct net_server *s);
  * operation finished) and calls net_server_free. */
 void net_server_stop(struct net_server *s);
 bool net_server_idle(const struct net_server *s);
+/* Stops s if needed and frees it. No connection may be alive (asserted): call it once
+ * net_server_idle, or when none was ever accepted (e.g. right after net_server_start on an
+ * error path). A cancelled accept still in flight cleans up after itself on the ring. */
 void net_server_free(struct net_server *s);
 
 struct net_stats {

@@ -1,0 +1,86 @@
+#!/bin/sh
+# t/admin.sh -- the admin APIs (src/kafka_admin.c) against a real stratad: every version on the
+# wire (t/admin-wire, the generated codecs as client), then librdkafka and kafka-python
+# (t/admin_test.py), then a restart (topics, settings, log starts and producer ids survive),
+# then a broker with delete.topic.enable=false. TAP on stdout.
+set -u
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=.}"
+. "$top_srcdir/t/lib.sh"
+
+PY=/usr/bin/python3
+WIRE="$top_builddir/t/admin-wire"
+n=0
+
+if [ ! -x "$PY" ] || ! "$PY" -c 'import confluent_kafka, kafka' 2>/dev/null; then
+	echo "1..0 # SKIP $PY with confluent_kafka and kafka-python is needed"
+	exit 0
+fi
+if [ ! -x "$WIRE" ] || [ ! -x "$STRATAD" ]; then
+	echo "Bail out! $WIRE or $STRATAD not built (make check builds them)"
+	exit 1
+fi
+
+trap strata_cleanup EXIT
+trap 'exit 1' INT TERM
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
+
+# run_tap DESC CMD...: re-numbers a sub-program's TAP lines into this stream; a sub-program that
+# dies without its plan, or exits non-zero with nothing failed, is one more failure.
+run_tap() {
+	desc=$1; shift
+	"$@" > "$STRATA_DIR/sub.out" 2>&1
+	rc=$?
+	bad=0
+	planned=
+	while IFS= read -r line; do
+		case "$line" in
+		"ok "*)
+			n=$((n + 1)); rest=${line#ok }; echo "ok $n ${rest#* }";;
+		"not ok "*)
+			n=$((n + 1)); bad=1; rest=${line#not ok }; echo "not ok $n ${rest#* }";;
+		1..*) planned=1;;
+		"#"*) echo "$line";;
+		*) echo "# $line";;
+		esac
+	done < "$STRATA_DIR/sub.out"
+	if [ -z "$planned" ] || { [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; }; then
+		not_ok "$desc finished (exit status $rc, plan ${planned:-missing})"
+		strata_dump_log 30
+	fi
+}
+
+if strata_start --set log.segment.bytes=536870912 --set num.partitions=2; then
+	ok "stratad started on port $STRATA_PORT"
+else
+	not_ok "stratad started"
+	echo "1..$n"
+	exit 1
+fi
+
+run_tap "admin-wire run" "$WIRE" "$STRATA_PORT" run "$STRATA_DIR/wire.state"
+run_tap "admin_test.py before" "$PY" "$top_srcdir/t/admin_test.py" "$STRATA_BOOTSTRAP" before \
+	"$STRATA_DIR/py.state"
+
+if strata_restart; then ok "stratad restarted (clean stop, start)"; else not_ok "stratad restarted"; fi
+run_tap "admin_test.py after" "$PY" "$top_srcdir/t/admin_test.py" "$STRATA_BOOTSTRAP" after \
+	"$STRATA_DIR/py.state"
+run_tap "admin-wire after" "$WIRE" "$STRATA_PORT" after "$STRATA_DIR/wire.state"
+
+if strata_stop && strata_start --set delete.topic.enable=false; then
+	ok "stratad restarted with delete.topic.enable=false"
+	run_tap "admin-wire nodelete" "$WIRE" "$STRATA_PORT" nodelete
+else
+	not_ok "stratad restarted with delete.topic.enable=false"
+fi
+
+if strata_stop; then ok "stratad stopped cleanly"; else not_ok "stratad stopped cleanly"; fi
+if grep -E 'ERROR|ASSERT|AddressSanitizer|runtime error' "$STRATA_DIR/stratad.log" > "$STRATA_DIR/errors"; then
+	not_ok "no errors in the broker log"
+	sed 's/^/#   /' "$STRATA_DIR/errors" | head -20
+else
+	ok "no errors in the broker log"
+fi
+echo "1..$n"

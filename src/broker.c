@@ -17,6 +17,7 @@
 #include "strata/broker.h"
 #include "strata/common.h"
 #include "strata/kerr.h"
+#include "strata/pstate.h"
 #include "strata/slog.h"
 
 #define META_SUBDIR "__strata"
@@ -198,6 +199,17 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 		free(p);
 		return rc;
 	}
+	/* Idempotent producers' state: newest snapshot plus a scan of the log after it. */
+	p->pstate = pstate_create(dir, NULL);
+	if (!p->pstate) {
+		log_close(p->log);
+		free(p);
+		return -ENOMEM;
+	}
+	rc = pstate_recover(p->pstate, p->log, st_now_ms());
+	if (rc < 0)
+		slog_warn("broker", "topic=%s partition=%d: producer state only partly rebuilt: %s "
+			  "(retries of older batches may be written twice)", t->name, id, strerror(-rc));
 	/* Kafka's partition.metadata, so Kafka's tools see the topic id. */
 	char idtxt[32], meta[96];
 	b64url(t->id, 16, idtxt, sizeof idtxt);
@@ -221,11 +233,16 @@ static void partition_free(struct partition *p, bool destroy)
 		w->wake(w);
 	}
 	if (p->log) {
+		int64_t leo = log_end_offset(p->log);
 		int rc = destroy ? log_destroy(p->log) : log_close(p->log);
 		if (rc < 0)
 			slog_error("broker", "topic=%s partition=%d: %s failed: %s", p->topic->name, p->id,
 				   destroy ? "delete" : "close", strerror(-rc));
+		/* After the log's own fsyncs: the snapshot never claims more than is on disk. */
+		if (p->pstate && !destroy && rc == 0)
+			pstate_snapshot(p->pstate, leo, true);
 	}
+	pstate_free(p->pstate); /* after the log: destroying it may still finish appends */
 	free(p);
 }
 
@@ -286,6 +303,16 @@ struct topic *broker_find_topic(struct broker *b, const char *name, size_t len)
 	for (struct topic *t = b->buckets[h]; t; t = t->hash_next)
 		if (strlen(t->name) == len && memcmp(t->name, name, len) == 0)
 			return t;
+	return NULL;
+}
+
+struct topic *broker_find_topic_id(struct broker *b, const uint8_t id[16])
+{
+	/* Linear: topic-id lookups are rare (Metadata v10+ by id, DeleteTopics v6). */
+	for (uint32_t i = 0; i < b->n_buckets; i++)
+		for (struct topic *t = b->buckets[i]; t; t = t->hash_next)
+			if (memcmp(t->id, id, 16) == 0)
+				return t;
 	return NULL;
 }
 

@@ -252,10 +252,14 @@ static void handle_metadata(struct kreq *q)
 			kmsg_metadata_response_topic_init(mt);
 			mt->name = name;
 			if (name.len < 0) {
-				/* lookup by topic id (v10+) */
-				struct topic *found = NULL;
-				mt->error_code = KERR_UNKNOWN_TOPIC_ID;
-				(void)found;
+				/* by topic id (v10+) */
+				struct topic *byid = broker_find_topic_id(s->broker, req.topics.items[i].topic_id);
+				if (!byid) {
+					mt->error_code = KERR_UNKNOWN_TOPIC_ID;
+					memcpy(mt->topic_id, req.topics.items[i].topic_id, 16);
+					continue;
+				}
+				rc = fill_topic(q, byid, mt);
 				continue;
 			}
 			struct topic *t = broker_find_topic(s->broker, name.p, (size_t)name.len);

@@ -15,6 +15,7 @@
 #define BROKER_TOPIC_NAME_MAX 249
 
 struct topic;
+struct pstate;
 
 struct partition_waiter {           /* a parked fetch, woken when the partition's hw moves */
 	struct partition_waiter *next, *prev;
@@ -25,6 +26,7 @@ struct partition {
 	struct topic *topic;
 	int32_t id;
 	struct log *log;
+	struct pstate *pstate;          /* idempotent producers' state (pstate.h) */
 	struct partition_waiter waiters; /* circular list head */
 };
 
@@ -58,6 +60,7 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 int broker_close(struct broker *b);
 
 struct topic *broker_find_topic(struct broker *b, const char *name, size_t name_len);
+struct topic *broker_find_topic_id(struct broker *b, const uint8_t id[16]);
 struct partition *broker_find_partition(struct broker *b, const char *name, size_t name_len,
 					int32_t partition);
 /* Kafka's rules: 1..249 chars of [a-zA-Z0-9._-], not "." or "..". Returns 0 or -EINVAL. */

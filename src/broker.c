@@ -670,10 +670,15 @@ int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg 
 	int rc = cfg_copy(&nc, topic_cfg);
 	if (rc < 0)
 		return rc;
-	cfg_free(&t->cfg);
+	/* Persist first: a failed save must leave the old settings in force, on disk and here. */
+	struct cfg old = t->cfg;
 	t->cfg = nc;
-	if ((rc = topic_save(b, t, t->n_partitions)) < 0)
+	if ((rc = topic_save(b, t, t->n_partitions)) < 0) {
+		t->cfg = old;
+		cfg_free(&nc);
 		return rc;
+	}
+	cfg_free(&old);
 	struct log_config lc;
 	broker_log_config(b, t, &lc);
 	for (int32_t i = 0; i < t->n_partitions; i++)

@@ -85,6 +85,45 @@ static bool kstr_has_nul(struct kstr s)
 
 static int shown_len(struct kstr s) { return s.len < 0 ? 0 : (int)ST_MIN(s.len, 249); }
 
+struct dup_ent {
+	struct kstr key;
+	int32_t idx;
+};
+
+static int dup_cmp(const void *a, const void *b)
+{
+	const struct dup_ent *x = a, *y = b;
+	if (x->key.len != y->key.len)
+		return x->key.len < y->key.len ? -1 : 1;
+	int c = x->key.len > 0 ? memcmp(x->key.p, y->key.p, (size_t)x->key.len) : 0;
+	if (c)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Which of n keys occur more than once (null keys never do). Sorts instead of comparing pairs:
+ * a request may list millions of entries and the reactor must not stall on it. Returns n flags
+ * in the arena, or NULL when out of memory. */
+static bool *dup_flags(struct kreq *q, const struct kstr *keys, int32_t n)
+{
+	bool *dup = arena_calloc(&q->arena, (size_t)n + 1, sizeof *dup);
+	struct dup_ent *e = arena_calloc(&q->arena, (size_t)n + 1, sizeof *e);
+	if (!dup || !e)
+		return NULL;
+	for (int32_t i = 0; i < n; i++)
+		e[i] = (struct dup_ent){ keys[i], i };
+	qsort(e, (size_t)n, sizeof *e, dup_cmp);
+	for (int32_t i = 1; i < n; i++)
+		if (e[i].key.len >= 0 && kstr_eq(e[i].key, e[i - 1].key))
+			dup[e[i].idx] = dup[e[i - 1].idx] = true;
+	return dup;
+}
+
+static struct kstr *kstr_array(struct kreq *q, int32_t n)
+{
+	return arena_calloc(&q->arena, (size_t)n + 1, sizeof(struct kstr));
+}
+
 static struct topic *find_topic(struct kreq *q, struct kstr name)
 {
 	if (name.len < 0 || kstr_has_nul(name))
@@ -392,6 +431,14 @@ void kafka_handle_create_topics(struct kreq *q)
 		return;
 	}
 	resp.topics.len = nt;
+	struct kstr *names = kstr_array(q, nt);
+	for (int32_t i = 0; names && i < nt; i++)
+		names[i] = req.topics.items[i].name;
+	bool *dups = names ? dup_flags(q, names, nt) : NULL;
+	if (!dups) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
 	bool oom = false;
 	bool validate_only = q->version >= 1 && req.validate_only;
 	for (int32_t i = 0; i < nt && !oom; i++) {
@@ -401,10 +448,7 @@ void kafka_handle_create_topics(struct kreq *q)
 		r->name = ct->name;
 		r->error_message = KSTR_NULL;
 		/* A name twice in one request: Kafka refuses every entry of it. */
-		bool dup = false;
-		for (int32_t j = 0; j < nt && !dup; j++)
-			dup = j != i && kstr_eq(req.topics.items[j].name, ct->name);
-		if (dup) {
+		if (dups[i]) {
 			r->error_code = KERR_INVALID_REQUEST;
 			r->error_message = afmt(q, &oom, "Create topics request contains multiple entries "
 						"for the topic '%.*s'.", shown_len(ct->name), ct->name.p);
@@ -476,9 +520,22 @@ void kafka_handle_delete_topics(struct kreq *q)
 		return;
 	}
 	resp.responses.len = nt;
+	static const uint8_t zero_id[16];
+	/* Duplicates: names among names, ids among the entries given by id only. */
+	struct kstr *names = kstr_array(q, nt), *ids = kstr_array(q, nt);
+	for (int32_t i = 0; names && ids && i < nt; i++) {
+		names[i] = q->version >= 6 ? req.topics.items[i].name : req.topic_names.items[i];
+		bool by_id = q->version >= 6 && names[i].len < 0;
+		ids[i] = by_id ? (struct kstr){ (const char *)req.topics.items[i].topic_id, 16 } : KSTR_NULL;
+	}
+	bool *dup_names = names ? dup_flags(q, names, nt) : NULL;
+	bool *dup_ids = ids ? dup_flags(q, ids, nt) : NULL;
+	if (!dup_names || !dup_ids) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
 	bool oom = false;
 	bool enabled = cfg_bool(q->srv->conf, BC_DELETE_TOPIC_ENABLE);
-	static const uint8_t zero_id[16];
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		struct kstr name = q->version >= 6 ? req.topics.items[i].name : req.topic_names.items[i];
 		const uint8_t *id = q->version >= 6 ? req.topics.items[i].topic_id : zero_id;
@@ -487,17 +544,7 @@ void kafka_handle_delete_topics(struct kreq *q)
 		r->name = name;
 		memcpy(r->topic_id, id, 16);
 		bool by_id = name.len < 0;
-		bool dup = false;
-		for (int32_t j = 0; j < nt && !dup; j++) {
-			if (j == i)
-				continue;
-			if (q->version >= 6)
-				dup = by_id ? (req.topics.items[j].name.len < 0 &&
-					       memcmp(req.topics.items[j].topic_id, id, 16) == 0)
-					    : kstr_eq(req.topics.items[j].name, name);
-			else
-				dup = kstr_eq(req.topic_names.items[j], name);
-		}
+		bool dup = dup_names[i] || dup_ids[i];
 		if (q->version >= 6 && name.len >= 0 && !kmsg_uuid_is_zero(id)) {
 			r->error_code = KERR_INVALID_REQUEST;
 			r->error_message = astr(q, "You may not specify both topic name and topic id.", &oom);
@@ -571,6 +618,14 @@ void kafka_handle_create_partitions(struct kreq *q)
 		return;
 	}
 	resp.results.len = nt;
+	struct kstr *names = kstr_array(q, nt);
+	for (int32_t i = 0; names && i < nt; i++)
+		names[i] = req.topics.items[i].name;
+	bool *dups = names ? dup_flags(q, names, nt) : NULL;
+	if (!dups) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
 	bool oom = false;
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		const struct kmsg_create_partitions_request_create_partitions_topic *ct = &req.topics.items[i];
@@ -579,10 +634,7 @@ void kafka_handle_create_partitions(struct kreq *q)
 		kmsg_create_partitions_response_create_partitions_topic_result_init(r);
 		r->name = ct->name;
 		r->error_message = KSTR_NULL;
-		bool dup = false;
-		for (int32_t j = 0; j < nt && !dup; j++)
-			dup = j != i && kstr_eq(req.topics.items[j].name, ct->name);
-		if (dup) {
+		if (dups[i]) {
 			r->error_code = KERR_INVALID_REQUEST;
 			r->error_message = astr(q, "Duplicate topic in request.", &oom);
 			continue;
@@ -1034,12 +1086,20 @@ void kafka_handle_incremental_alter_configs(struct kreq *q)
 		char why[ADMIN_MSG_MAX] = "";
 		struct topic *t = NULL;
 		int err = alter_target(q, rr->resource_type, rr->resource_name, &t, why, sizeof why);
-		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++)
-			for (int32_t j = 0; j < k && err == KERR_NONE; j++)
-				if (kstr_eq(rr->configs.items[j].name, rr->configs.items[k].name)) {
-					snprintf(why, sizeof why, "Error due to duplicate config keys");
-					err = KERR_INVALID_REQUEST;
-				}
+		int32_t nk = rr->configs.len < 0 ? 0 : rr->configs.len;
+		struct kstr *keys = kstr_array(q, nk);
+		for (int32_t k = 0; keys && k < nk; k++)
+			keys[k] = rr->configs.items[k].name;
+		bool *dups = keys ? dup_flags(q, keys, nk) : NULL;
+		if (!dups) {
+			oom = true;
+			break;
+		}
+		for (int32_t k = 0; err == KERR_NONE && k < nk; k++)
+			if (dups[k]) {
+				snprintf(why, sizeof why, "Error due to duplicate config keys");
+				err = KERR_INVALID_REQUEST;
+			}
 		struct cfg nc = { 0 };
 		if (err == KERR_NONE && cfg_copy(&nc, &t->cfg) < 0) {
 			oom = true;

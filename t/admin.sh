@@ -22,7 +22,7 @@ if [ ! -x "$WIRE" ] || [ ! -x "$STRATAD" ]; then
 fi
 
 trap strata_cleanup EXIT
-trap 'exit 1' INT TERM
+trap 'exit 1' HUP INT TERM PIPE
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }

@@ -69,12 +69,12 @@ strata_start_again() {
 	echo "# --- start $(date +%H:%M:%S) ---" >> "$STRATA_DIR/stratad.log"
 	# Arguments are kept one per line (no quoting games; settings have no newlines).
 	set --
-	while IFS= read -r a; do set -- "$@" "$a"; done < "$STRATA_ARGS_FILE"
+	while IFS= read -r _sl_a; do set -- "$@" "$_sl_a"; done < "$STRATA_ARGS_FILE"
 	"$STRATAD" --set "listeners=PLAINTEXT://127.0.0.1:$STRATA_PORT" \
 		--set "log.dirs=$STRATA_DIR/log" "$@" >> "$STRATA_DIR/stratad.log" 2>&1 &
 	STRATA_PID=$!
-	i=0
-	while [ "$i" -lt "$STRATA_START_TENTHS" ]; do
+	_sl_i=0
+	while [ "$_sl_i" -lt "$STRATA_START_TENTHS" ]; do
 		if ! kill -0 "$STRATA_PID" 2>/dev/null; then
 			wait "$STRATA_PID"
 			echo "# stratad exited during startup (status $?)"
@@ -86,7 +86,7 @@ strata_start_again() {
 			return 0
 		fi
 		sleep 0.1
-		i=$((i + 1))
+		_sl_i=$((_sl_i + 1))
 	done
 	echo "# stratad did not listen on port $STRATA_PORT within $((STRATA_START_TENTHS / 10))s"
 	strata_dump_log
@@ -103,7 +103,7 @@ strata_start() {
 	fi
 	STRATA_ARGS_FILE="$STRATA_DIR/stratad.args"
 	: > "$STRATA_ARGS_FILE"
-	for a in "$@"; do printf '%s\n' "$a" >> "$STRATA_ARGS_FILE"; done
+	for _sl_a in "$@"; do printf '%s\n' "$_sl_a" >> "$STRATA_ARGS_FILE"; done
 	STRATA_PORT=$(strata_free_port) || return 1
 	STRATA_BOOTSTRAP="127.0.0.1:$STRATA_PORT"
 	export STRATA_PORT STRATA_DIR STRATA_BOOTSTRAP
@@ -113,10 +113,10 @@ strata_start() {
 # Waits (bounded) for STRATA_PID to exit after a signal; returns its exit status, or 124 after
 # SIGKILL when it did not stop in time.
 strata_wait_exit() {
-	i=0
-	while kill -0 "$STRATA_PID" 2>/dev/null && [ "$i" -lt "$1" ]; do
+	_sl_i=0
+	while kill -0 "$STRATA_PID" 2>/dev/null && [ "$_sl_i" -lt "$1" ]; do
 		sleep 0.1
-		i=$((i + 1))
+		_sl_i=$((_sl_i + 1))
 	done
 	if kill -0 "$STRATA_PID" 2>/dev/null; then
 		echo "# stratad $STRATA_PID did not exit within $(($1 / 10))s: SIGKILL"
@@ -127,9 +127,9 @@ strata_wait_exit() {
 		return 124
 	fi
 	wait "$STRATA_PID"
-	rc=$?
+	_sl_rc=$?
 	STRATA_PID=
-	return $rc
+	return $_sl_rc
 }
 
 # Clean shutdown (SIGTERM). Returns stratad's exit status (0 = stopped cleanly).
@@ -137,12 +137,12 @@ strata_stop() {
 	[ -n "$STRATA_PID" ] || return 0
 	kill -TERM "$STRATA_PID" 2>/dev/null
 	strata_wait_exit "$STRATA_STOP_TENTHS"
-	rc=$?
-	if [ "$rc" -ne 0 ]; then
-		echo "# stratad exited with status $rc"
+	_sl_rc=$?
+	if [ "$_sl_rc" -ne 0 ]; then
+		echo "# stratad exited with status $_sl_rc"
 		strata_dump_log
 	fi
-	return $rc
+	return $_sl_rc
 }
 
 # Crash: SIGKILL, no chance to flush or checkpoint.

@@ -1,7 +1,21 @@
 /* batch.c -- RecordBatch v2 parsing, validation of producer batches and in-place rewrites.
  * Owns no state and does no I/O. Validation mirrors Kafka's UnifiedLog.analyzeAndValidateRecords
- * + LogValidator (client origin) in what it checks and which error it answers; differences are
- * noted where they happen. */
+ * + LogValidator (client origin) in what it checks, in which order, and which error it answers:
+ *   base offset != 0 -> INVALID_RECORD; size > max.message.bytes -> MESSAGE_TOO_LARGE; size
+ *   below the 61-byte overhead or CRC-32C mismatch -> CORRUPT_MESSAGE; lastOffsetDelta + 1 vs
+ *   recordCount, count <= 0, control batch, producer id without a sequence -> INVALID_RECORD;
+ *   malformed records or a record count that does not match the records -> INVALID_RECORD;
+ *   CreateTime outside [now - before.max, now + after.max], or a producer-set LogAppendTime
+ *   bit the way Kafka's validateTimestamp catches it -> INVALID_TIMESTAMP (after the record
+ *   walk, as Kafka collects record errors).
+ * Differences from Kafka, all stricter, none reachable by a well-behaved client:
+ *   - a trailing partial batch is CORRUPT_MESSAGE (Kafka silently drops it);
+ *   - magic 0/1 is UNSUPPORTED_FOR_MESSAGE_FORMAT (Kafka's log converts it; its Produce v3+
+ *     request check answers INVALID_RECORD), other magics CORRUPT_MESSAGE (as Kafka);
+ *   - inner offset deltas must be 0..n-1 (Kafka re-encodes the batch instead), INVALID_RECORD;
+ *   - an unknown codec id (5..7) is CORRUPT_MESSAGE (Kafka fails with an unknown server error);
+ *   - a compressed batch that cannot be inflated is CORRUPT_MESSAGE.
+ * Like Kafka, the leader epoch and base offset fields are outside the CRC. */
 #include <errno.h>
 #include <stdlib.h>
 

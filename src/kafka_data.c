@@ -10,6 +10,7 @@
 #include "strata/batch.h"
 #include "strata/common.h"
 #include "strata/log.h"
+#include "strata/pstate.h"
 #include "strata/slog.h"
 
 /* --- Produce -------------------------------------------------------------------------------- */
@@ -19,6 +20,8 @@ struct produce_part {
 	struct produce_state *ps;
 	struct kmsg_produce_response_partition_produce_response *resp;
 	struct partition *p;
+	struct pstate_append pa;         /* idempotent-producer bookkeeping (pstate.h) */
+	struct pstate_waiter dup_wait;   /* a retry answered once its in-flight original is */
 };
 
 struct produce_state {
@@ -38,9 +41,8 @@ static void produce_finish(struct produce_state *ps)
 	KAFKA_RESPOND(q, produce_response, &ps->resp);
 }
 
-static void produce_part_done(struct log_append *a, int kerr)
+static void produce_part_answer(struct produce_part *pp, int kerr)
 {
-	struct produce_part *pp = ST_CONTAINER_OF(a, struct produce_part, a);
 	struct produce_state *ps = pp->ps;
 	pp->resp->error_code = (int16_t)kerr;
 	if (kerr != KERR_NONE) {
@@ -52,6 +54,21 @@ static void produce_part_done(struct log_append *a, int kerr)
 	ST_ASSERT(ps->pending > 0);
 	if (--ps->pending == 0)
 		produce_finish(ps);
+}
+
+static void produce_part_done(struct log_append *a, int kerr)
+{
+	struct produce_part *pp = ST_CONTAINER_OF(a, struct produce_part, a);
+	/* First: a failure rolls the producer state back before anyone retries. */
+	if (pp->p->pstate)
+		pstate_append_done(pp->p->pstate, &pp->pa, kerr);
+	produce_part_answer(pp, kerr);
+}
+
+/* A retried batch whose original was in flight: answered with the original's fate. */
+static void produce_dup_fire(struct pstate_waiter *w, int kerr)
+{
+	produce_part_answer(ST_CONTAINER_OF(w, struct produce_part, dup_wait), kerr);
 }
 
 void kafka_handle_produce(struct kreq *q)
@@ -130,7 +147,32 @@ void kafka_handle_produce(struct kreq *q)
 			pp->a.data = (uint8_t *)(uintptr_t)pd->records.p;
 			pp->a.len = (size_t)pd->records.len;
 			pp->a.done = produce_part_done;
-			int err = log_append(p->log, &pp->a);
+			/* Idempotent producers (pstate.h): a retry of a cached batch is answered with
+			 * its original offsets and not written again (once the original is
+			 * acknowledged, when it is still in flight); gaps and fenced epochs are
+			 * refused before anything is written. */
+			struct pstate *pst = p->pstate;
+			int err = KERR_NONE;
+			if (pst) {
+				err = pstate_check(pst, pp->a.data, pp->a.len, st_now_ms(), &pp->pa);
+				if (err == KERR_NONE && pp->pa.duplicate) {
+					pr->base_offset = pp->pa.dup_base_offset;
+					pr->log_append_time_ms = pp->pa.dup_log_append_time_ms;
+					pr->log_start_offset = log_start_offset(p->log);
+					pp->dup_wait.fire = produce_dup_fire;
+					if (pstate_wait(pst, &pp->dup_wait, pp->pa.dup_last_offset,
+							log_high_watermark(p->log)))
+						ps->pending++;
+					continue;
+				}
+			}
+			if (err == KERR_NONE) {
+				err = log_append(p->log, &pp->a);
+				if (pst && err == KERR_NONE)
+					pstate_commit(pst, &pp->pa, pp->a.data, pp->a.len, st_now_ms());
+				else if (pst)
+					pstate_cancel(pst, &pp->pa);
+			}
 			if (err != KERR_NONE) {
 				pr->error_code = (int16_t)err;
 				slog_debug("kafka", "topic=%s partition=%d: produce rejected: %s", t->name,

@@ -1713,12 +1713,17 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered, b
 			return -ENOTSUP;
 		}
 		from = 0;
-		if (res.truncated == 0 && i + 1 < l->nsegs && l->segs[i + 1]->base_offset < s->end_offset) {
-			/* A later segment overlapping this one: left over from appends that failed and
-			 * were rolled back before a crash. Everything from it on is stale. */
-			slog_warn("log", "segment %s.log ends at offset %" PRId64 " past the next segment's base %"
-				  PRId64 "; dropping the later segments", s->path, s->end_offset,
-				  l->segs[i + 1]->base_offset);
+		int64_t next_base = i + 1 < l->nsegs ? l->segs[i + 1]->base_offset : INT64_MAX;
+		if (res.truncated == 0 && i + 1 < l->nsegs &&
+		    (next_base < s->end_offset || (ck && next_base != s->end_offset))) {
+			/* The next segment does not start where this one ends. Overlap: left over from
+			 * appends that failed and were rolled back before a crash. A gap (our own logs
+			 * have none): this segment's last writes never reached the disk while the roll
+			 * did, so nothing from the next segment on was ever acknowledged (acks are in
+			 * offset order). Kafka's compacted segments may have gaps: only without our
+			 * checkpoint are gaps accepted. Either way everything from it on goes. */
+			slog_warn("log", "segment %s.log ends at offset %" PRId64 " but the next starts at %" PRId64
+				  "; dropping the later segments", s->path, s->end_offset, next_base);
 			res.truncated = 1; /* same handling as a cut */
 		}
 		if (res.truncated > 0 && i + 1 < l->nsegs) {

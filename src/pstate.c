@@ -863,8 +863,12 @@ static void unlink_snapshot(struct pstate *ps, int64_t offset, const char *why)
 	if (snap_name(name, sizeof name, offset, "") < 0 ||
 	    snprintf(path, sizeof path, "%s/%s", ps->dir, name) >= (int)sizeof path)
 		return;
-	if (unlink(path) == 0)
-		slog_info("pstate", "dir=%s removed producer snapshot %s (%s)", ps->dir, name, why);
+	if (unlink(path) == 0) {
+		if (strcmp(why, "superseded") == 0)
+			slog_debug("pstate", "dir=%s removed producer snapshot %s (%s)", ps->dir, name, why);
+		else
+			slog_info("pstate", "dir=%s removed producer snapshot %s (%s)", ps->dir, name, why);
+	}
 }
 
 static int fsync_path(const char *path, int flags)

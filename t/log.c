@@ -940,6 +940,68 @@ static void test_storage_errors(void)
 	log_destroy(l);
 }
 
+/* A write fails while later appends already went to newer segments (rolls in flight). */
+static void test_failure_across_rolls(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 1200;
+	memset(&hk, 0, sizeof hk);
+	struct log *l = open_log(dir, &c);
+	struct batchgen_opts g = gen(2, 150, 1000);
+	append_wait(l, &g, NULL);
+	int segs0 = log_segment_count(l);
+	enum { N = 20 };
+	struct app *ps[N];
+	/* the first 7 writes complete (peeking at the internal state: 1 = write in flight), then
+	 * the next write fails while those wait for their fsync and segments are closing */
+	for (int i = 0; i < N; i++) {
+		if (i == 7) {
+			for (int t = 0; t < 1000 && ps[6]->a.state_ == 1; t++)
+				uring_run_once(&ur, 10);
+			log_test_fail_next_writes(l, 1, -ENOSPC);
+		}
+		ps[i] = app_new(&g);
+		if (app_submit(l, ps[i]) != KERR_NONE)
+			BAIL_OUT("append refused");
+	}
+	int segs_peak = log_segment_count(l);
+	done_seq = 0;
+	wait_all(ps, N);
+	int k = 0;
+	while (k < N && ps[k]->kerr == KERR_NONE)
+		k++;
+	int shape = k < N;
+	for (int i = k; i < N; i++)
+		shape &= ps[i]->kerr == KERR_KAFKA_STORAGE_ERROR;
+	int ordered = 1;
+	for (int i = 0; i < N; i++)
+		ordered &= ps[i]->order == i;
+	ok(shape, "appends before the failed one succeed (%d), it and all after fail", k);
+	ok(ordered, "answers in offset order");
+	int64_t f_base = ps[k < N ? k : N - 1]->a.base_offset;
+	is_int(log_end_offset(l), f_base, "end offset rewound to the failed append");
+	is_int(log_high_watermark(l), f_base, "high watermark there too");
+	ok(log_segment_count(l) <= segs_peak && log_segment_count(l) >= segs0,
+	   "segments after the failed one removed (%d -> %d)", segs_peak, log_segment_count(l));
+	for (int i = 0; i < N; i++)
+		app_free(ps[i]);
+	int64_t base;
+	is_int(append_wait(l, &g, &base), KERR_NONE, "append after the failure");
+	is_int(base, f_base, "reuses the failed offsets");
+	uring_drain(&ur);
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), log_end_offset(l), "all readable");
+	is_int(bad, 0, "valid slices");
+	int64_t end = log_end_offset(l);
+	log_close(l);
+	l = open_log(dir, &c);
+	bad = 0;
+	ok(log_end_offset(l) == end && read_all(l, 1 << 20, &bad) == end && !bad, "reopen: same log");
+	log_destroy(l);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "%s/strata-log-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -955,6 +1017,7 @@ int main(void)
 	test_relaxed_flush();
 	test_roll_in_flight();
 	test_storage_errors();
+	test_failure_across_rolls();
 	uring_fini(&ur);
 	rm_rf(root);
 	return tap_done();

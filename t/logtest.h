@@ -1,8 +1,9 @@
 /* t/logtest.h -- helpers shared by the log's whole-system tests (t/compat.c, t/crash.c):
  * a deterministic RNG, RecordBatch v2 building with chosen records (keys, null values,
- * headers, compression), whole-slice reads, a manifest of batches and records, and a tiny
- * driver loop for log_append. Header-only; builds batches by its own code so that the tests
- * do not share a bug with the log's batch parser. */
+ * headers, compression), whole-slice reads, and a tiny synchronous
+ * append through the ring. Header-only. t/batchgen.h is the project's batch generator (the
+ * crash test uses it); the compat test needs records it cannot express (null values and
+ * header values, empty keys, random bytes, out-of-order timestamps), built here. */
 #ifndef STRATA_T_LOGTEST_H
 #define STRATA_T_LOGTEST_H
 

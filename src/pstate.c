@@ -58,6 +58,8 @@ struct pstate_producer {
 	struct pstate_producer *hnext;
 	struct pstate_producer *lru_prev, *lru_next; /* least recently appended first */
 	uint32_t inflight;    /* committed appends (and a check in progress) that pin it */
+	const struct pstate_entry *snap_view; /* during pstate_snapshot: the entry as it was before
+	                                         the appends in flight, NULL = e */
 };
 
 struct pstate {
@@ -474,6 +476,10 @@ int pstate_check(struct pstate *ps, const uint8_t *data, size_t len, int64_t now
 		n_batches++;
 		if (is_producer_batch(&h))
 			n_prod++;
+		/* Kafka's LogValidator refuses these (INVALID_RECORD) before any producer check. */
+		if (is_producer_batch(&h) && (h.base_sequence < 0 ||
+					      h.record_count != h.last_offset_delta + 1))
+			return KERR_NONE;
 	}
 	if (n_prod == 0)
 		return KERR_NONE;
@@ -751,12 +757,12 @@ void pstate_append_done(struct pstate *ps, struct pstate_append *pa, int kerr)
 	pa->state_ = PA_DONE;
 	if (pa->last_offset_ >= 0)
 		fire_waiters(ps, pa->last_offset_, kerr);
-	/* Periodic snapshot: with nothing tracked in flight the state holds exactly the producer
-	 * batches below last_offset + 1. Not fsynced: a torn or lost file fails its checksum or is
-	 * missing, and recovery falls back to the previous one or a longer scan. */
+	/* Periodic snapshot at last_offset + 1, or at the first append still in flight (left
+	 * out). Not fsynced: a torn or lost file fails its checksum or is missing, and recovery
+	 * falls back to the previous one or a longer scan; one beyond what survived a crash is
+	 * beyond the recovered log end and discarded. */
 	if (kerr == KERR_NONE && ps->persist && ps->cfg.snapshot_interval_bytes > 0 &&
-	    ps->bytes_since_snapshot >= ps->cfg.snapshot_interval_bytes && !ps->inflight_head &&
-	    pa->last_offset_ >= 0)
+	    ps->bytes_since_snapshot >= ps->cfg.snapshot_interval_bytes && pa->last_offset_ >= 0)
 		pstate_snapshot(ps, pa->last_offset_ + 1, false);
 }
 
@@ -940,14 +946,28 @@ int pstate_snapshot(struct pstate *ps, int64_t offset, bool sync)
 		return 0;
 	ST_ASSERT(offset >= 0);
 	pstate_expire(ps, st_now_ms());
+	/* Appends in flight are left out: the snapshot is the state at the first one's offset,
+	 * each producer they touched as the oldest of them found it. */
+	if (ps->inflight_head && ps->inflight_head->base_offset_ < offset)
+		offset = ps->inflight_head->base_offset_;
+	for (struct pstate_append *a = ps->inflight_head; a; a = a->next_) {
+		for (uint32_t i = 0; i < a->n_undo_; i++) {
+			struct pstate_producer *p = find(ps, a->undo_[i].producer_id);
+			if (p && !p->snap_view)
+				p->snap_view = &a->undo_[i].saved;
+		}
+	}
 	uint32_t n = 0;
 	for (struct pstate_producer *p = ps->lru_head; p; p = p->lru_next)
-		if (!entry_empty(&p->e))
+		if (!entry_empty(p->snap_view ? p->snap_view : &p->e))
 			n++;
 	size_t size = SNAP_HDR_SIZE + (size_t)n * SNAP_ENTRY_SIZE;
 	uint8_t *buf = malloc(size);
-	if (!buf)
+	if (!buf) {
+		for (struct pstate_producer *p = ps->lru_head; p; p = p->lru_next)
+			p->snap_view = NULL;
 		return -ENOMEM;
+	}
 	memcpy(buf, SNAP_MAGIC, 8);
 	st_put_be16(buf + 12, SNAP_VERSION);
 	st_put_be16(buf + 14, SNAP_ENTRY_SIZE);
@@ -956,9 +976,11 @@ int pstate_snapshot(struct pstate *ps, int64_t offset, bool sync)
 	st_put_be64(buf + 28, 0);
 	uint8_t *q = buf + SNAP_HDR_SIZE;
 	for (struct pstate_producer *p = ps->lru_head; p; p = p->lru_next) {
-		if (entry_empty(&p->e))
+		const struct pstate_entry *e = p->snap_view ? p->snap_view : &p->e;
+		p->snap_view = NULL;
+		if (entry_empty(e))
 			continue;
-		put_entry(q, &p->e);
+		put_entry(q, e);
 		q += SNAP_ENTRY_SIZE;
 	}
 	st_put_be32(buf + 8, crc32c(0, buf + 12, size - 12));

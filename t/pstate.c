@@ -216,6 +216,14 @@ static void test_sequences(void)
 	r = put(ps, pb);
 	ok(r.kerr == KERR_NONE && !r.dup, "batch without a producer id passes");
 
+	/* a producer batch without a sequence is the log's to refuse (INVALID_RECORD), untracked */
+	struct buf ns = mk(12, 0, -1, 1);
+	struct pstate_append pa0;
+	ok(pstate_check(ps, ns.p, ns.len, st_now_ms(), &pa0) == KERR_NONE && !pa0.duplicate &&
+	   pstate_find(ps, 12) == NULL, "batch with a producer id but no sequence: left to the log");
+	pstate_cancel(ps, &pa0);
+	free(ns.p);
+
 	/* a corrupt duplicate is CORRUPT_MESSAGE first, as Kafka validates before dedup */
 	struct buf c = mk(1, 1, 0, 2);
 	c.p[c.len - 1] ^= 0x55;
@@ -607,6 +615,33 @@ static void test_with_log(void)
 	ps = pstate_create(dir, &cfg);
 	pstate_recover(ps, l, st_now_ms());
 	ok(lput(l, ps, mk(400, 0, 3, 1), &base, &dup) == KERR_NONE && dup, "periodic snapshot usable");
+
+	/* a snapshot taken while an append is in flight leaves it out */
+	struct lp *f = calloc(1, sizeof *f);
+	f->ps = ps;
+	f->b = mk(500, 0, 0, 2);
+	int64_t before = log_end_offset(l);
+	ok(pstate_check(ps, f->b.p, f->b.len, st_now_ms(), &f->pa) == KERR_NONE, "in flight: check");
+	f->a.data = f->b.p;
+	f->a.len = f->b.len;
+	f->a.done = lp_done;
+	ok(log_append(l, &f->a) == KERR_NONE, "in flight: appended");
+	pstate_commit(ps, &f->pa, f->b.p, f->b.len, st_now_ms());
+	ok(pstate_snapshot(ps, log_end_offset(l), true) == 0 && count_snapshots(dir, &newest) >= 1 &&
+	   newest == before, "snapshot during an append: taken at the append's base offset");
+	run_until(&f, 1);
+	free(f->b.p);
+	free(f);
+	pstate_free(ps);
+	log_close(l);
+	if (log_open(&ur, dir, &lc, NULL, &l) < 0)
+		BAIL_OUT("log_open");
+	ps = pstate_create(dir, &cfg);
+	pstate_recover(ps, l, st_now_ms());
+	pstate_get_stats(ps, &st);
+	e = pstate_find(ps, 500);
+	ok(st.snapshot_loaded_offset == before && st.batches_replayed == 1 && e && e->n_batches == 1,
+	   "the in-flight append came back from the log, once");
 	pstate_free(ps);
 	log_close(l);
 }

@@ -54,8 +54,7 @@ struct pstate_config {
 	                                   producer is dropped (its next batch is accepted as from
 	                                   an unknown producer, dedup lost for it) */
 	int64_t snapshot_interval_bytes;/* a snapshot once this many bytes were appended since the
-	                                   last one and no tracked append is in flight (0 = only at
-	                                   close) */
+	                                   last one (0 = only at close) */
 };
 void pstate_config_defaults(struct pstate_config *cfg);
 
@@ -176,9 +175,9 @@ void pstate_append_done(struct pstate *ps, struct pstate_append *pa, int kerr);
 bool pstate_wait(struct pstate *ps, struct pstate_waiter *w, int64_t dup_last_offset, int64_t hw);
 
 /* Writes "<dir>/<offset 20 digits>.snapshot" (temp file + rename; fsync of file and directory
- * when sync), removing all but the previous snapshot. offset: every batch below it is in the
- * state and none above it (call with no tracked append in flight, e.g. at close with
- * log_end_offset). Returns 0 or -errno. */
+ * when sync), removing all but the previous snapshot. offset: every producer batch below it
+ * has been committed (at close: log_end_offset). Appends still in flight are left out: the
+ * snapshot is then taken at the first one's base offset instead. Returns 0 or -errno. */
 int pstate_snapshot(struct pstate *ps, int64_t offset, bool sync);
 
 /* Drops producers idle for expiration_ms (none with an append in flight). Returns how many. */

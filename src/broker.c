@@ -200,7 +200,10 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 		return rc;
 	}
 	/* Idempotent producers' state: newest snapshot plus a scan of the log after it. */
-	p->pstate = pstate_create(dir, NULL);
+	struct pstate_config pc;
+	pstate_config_defaults(&pc);
+	pc.expiration_ms = cfg_int(b->conf, BC_PRODUCER_ID_EXPIRATION_MS);
+	p->pstate = pstate_create(dir, &pc);
 	if (!p->pstate) {
 		log_close(p->log);
 		free(p);

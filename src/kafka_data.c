@@ -71,6 +71,23 @@ static void produce_dup_fire(struct pstate_waiter *w, int kerr)
 	produce_part_answer(ST_CONTAINER_OF(w, struct produce_part, dup_wait), kerr);
 }
 
+/* True when any batch in records says zstd. Lengths that do not add up are left to the log's
+ * validation, which answers them precisely. */
+static bool records_use_zstd(struct kbytes records)
+{
+	size_t pos = 0, len = (size_t)records.len;
+	while (pos + 23 <= len) {
+		const uint8_t *b = records.p + pos;
+		if ((st_be16(b + 21) & 7) == 4)
+			return true;
+		int32_t blen = (int32_t)st_be32(b + 8);
+		if (blen <= 0)
+			return false;
+		pos += 12 + (size_t)blen;
+	}
+	return false;
+}
+
 void kafka_handle_produce(struct kreq *q)
 {
 	struct kmsg_produce_request req;
@@ -153,7 +170,9 @@ void kafka_handle_produce(struct kreq *q)
 			 * refused before anything is written. */
 			struct pstate *pst = p->pstate;
 			int err = KERR_NONE;
-			if (pst) {
+			if (q->version < 7 && records_use_zstd(pd->records))
+				err = KERR_UNSUPPORTED_COMPRESSION_TYPE; /* zstd needs Produce v7+ (KIP-110) */
+			if (pst && err == KERR_NONE) {
 				err = pstate_check(pst, pp->a.data, pp->a.len, st_now_ms(), &pp->pa);
 				if (err == KERR_NONE && pp->pa.duplicate) {
 					pr->base_offset = pp->pa.dup_base_offset;

@@ -331,6 +331,20 @@ static int scan_all(struct log *l)
 	return res;
 }
 
+static char tmp_root[64];
+
+/* Also on BAIL_OUT (exit): the children leave with _exit and never run it. */
+static void remove_tmp_root(void)
+{
+	if (!tmp_root[0])
+		return;
+	char cmd[sizeof(tmp_root) + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmp_root);
+	tmp_root[0] = 0;
+}
+
 int main(void)
 {
 	int rounds = 60;
@@ -341,6 +355,8 @@ int main(void)
 	char dir[] = "/tmp/strata-crash-XXXXXX";
 	if (!mkdtemp(dir))
 		BAIL_OUT("mkdtemp");
+	snprintf(tmp_root, sizeof(tmp_root), "%s", dir);
+	atexit(remove_tmp_root);
 	char logdir[sizeof(dir) + 8];
 	snprintf(logdir, sizeof(logdir), "%s/p0", dir);
 	uint64_t seed0 = (uint64_t)st_mono_ns();
@@ -531,10 +547,7 @@ int main(void)
 	       "last batch, scan ends at the log end offset");
 	is_int(fail_continue, 0, "appends continue at the log end offset after recovery");
 
-	char cmd[sizeof(dir) + 16];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		tap_diag("could not remove %s", dir);
+	remove_tmp_root();
 	free(acks);
 	return tap_done();
 }

@@ -292,8 +292,9 @@ static int ckpt_write_sync(struct log *l, const struct ckpt_snap *sn)
 	if (fd < 0)
 		return -errno;
 	int rc = 0;
-	if (write(fd, text, len) != (ssize_t)len)
-		rc = errno ? -errno : -EIO;
+	ssize_t n = write(fd, text, len);
+	if (n != (ssize_t)len)
+		rc = n < 0 ? -errno : -EIO;
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);

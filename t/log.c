@@ -1002,8 +1002,21 @@ static void test_failure_across_rolls(void)
 	log_destroy(l);
 }
 
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 int main(void)
 {
+	int fds0 = count_fds();
 	snprintf(root, sizeof root, "%s/strata-log-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(root))
 		BAIL_OUT("mkdtemp");
@@ -1019,6 +1032,7 @@ int main(void)
 	test_storage_errors();
 	test_failure_across_rolls();
 	uring_fini(&ur);
+	is_int(count_fds(), fds0, "no file descriptor leaked");
 	rm_rf(root);
 	return tap_done();
 }

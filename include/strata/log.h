@@ -101,7 +101,9 @@ struct log_append {
 };
 
 /* Validates every batch (length, magic 2, CRC-32C, record count against lastOffsetDelta,
- * size against max.message.bytes, timestamps), assigns offsets and submits the write.
+ * size against max.message.bytes, timestamps; base offset 0 as producers send it; records
+ * walked, compressed ones inflated, as Kafka's LogValidator does: see src/batch.c for the
+ * exact rules and the few stricter-than-Kafka answers), assigns offsets and submits the write.
  * Returns KERR_NONE (done will run later) or the Kafka error (nothing written, done never
  * runs): KERR_CORRUPT_MESSAGE, KERR_MESSAGE_TOO_LARGE, KERR_INVALID_RECORD,
  * KERR_INVALID_TIMESTAMP, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT, KERR_KAFKA_STORAGE_ERROR. */
@@ -140,13 +142,17 @@ int32_t log_segment_count(const struct log *l);
 
 /* Rolls the active segment now (no-op when it is empty). Returns 0 or -errno. */
 int log_roll(struct log *l);
-/* Time-driven work: roll on segment.ms, fsync on flush.ms. Call about once a second. */
+/* Time-driven work: roll on segment.ms, fsync on flush.ms, the periodic recovery checkpoint
+ * (every 60 s when something changed), retries after storage errors. now_ms is wall-clock
+ * (st_now_ms). Call about once a second. */
 void log_tick(struct log *l, int64_t now_ms);
 /* cleanup.policy=delete: removes whole closed segments past retention.ms / retention.bytes
  * (asking hooks.segment_deletable first). Returns segments deleted or -errno. */
 int log_retention_run(struct log *l, int64_t now_ms);
-/* DeleteRecords: moves the log start offset up to new_start (<= high watermark), persisted;
- * whole segments below it are deleted. Returns KERR_NONE or KERR_OFFSET_OUT_OF_RANGE. */
+/* DeleteRecords: moves the log start offset up to new_start (<= high watermark), persisted
+ * (by a checkpoint started before returning and completing asynchronously on the ring;
+ * log_close writes it synchronously); whole segments below it are deleted. Returns KERR_NONE
+ * or KERR_OFFSET_OUT_OF_RANGE. */
 int log_delete_records(struct log *l, int64_t new_start);
 
 /* Calls fn for every batch header from from_offset to the end, in order (startup only:

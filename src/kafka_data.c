@@ -71,21 +71,24 @@ static void produce_dup_fire(struct pstate_waiter *w, int kerr)
 	produce_part_answer(ST_CONTAINER_OF(w, struct produce_part, dup_wait), kerr);
 }
 
-/* True when any batch in records says zstd. Lengths that do not add up are left to the log's
- * validation, which answers them precisely. */
-static bool records_use_zstd(struct kbytes records)
+/* Walks the batch headers of a Produce partition's records: how many batches, and whether any
+ * says zstd. Lengths that do not add up are left to the log's validation, which answers them
+ * precisely. */
+static void records_scan(struct kbytes records, int *n_batches, bool *zstd)
 {
 	size_t pos = 0, len = (size_t)records.len;
-	while (pos + 23 <= len) {
+	*n_batches = 0;
+	*zstd = false;
+	while (pos + 23 <= len && *n_batches < 1000) {
 		const uint8_t *b = records.p + pos;
 		if ((st_be16(b + 21) & 7) == 4)
-			return true;
+			*zstd = true;
+		(*n_batches)++;
 		int32_t blen = (int32_t)st_be32(b + 8);
 		if (blen <= 0)
-			return false;
+			return;
 		pos += 12 + (size_t)blen;
 	}
-	return false;
 }
 
 void kafka_handle_produce(struct kreq *q)
@@ -170,7 +173,12 @@ void kafka_handle_produce(struct kreq *q)
 			 * refused before anything is written. */
 			struct pstate *pst = p->pstate;
 			int err = KERR_NONE;
-			if (q->version < 7 && records_use_zstd(pd->records))
+			int n_batches;
+			bool zstd;
+			records_scan(pd->records, &n_batches, &zstd);
+			if (n_batches > 1)
+				err = KERR_INVALID_RECORD; /* Produce v3+: exactly one batch, as Kafka */
+			else if (q->version < 7 && zstd)
 				err = KERR_UNSUPPORTED_COMPRESSION_TYPE; /* zstd needs Produce v7+ (KIP-110) */
 			if (pst && err == KERR_NONE) {
 				err = pstate_check(pst, pp->a.data, pp->a.len, st_now_ms(), &pp->pa);

@@ -263,7 +263,9 @@ static void handle_metadata(struct kreq *q)
 				continue;
 			}
 			struct topic *t = broker_find_topic(s->broker, name.p, (size_t)name.len);
-			if (!t && auto_create) {
+			/* Internal topics (__consumer_offsets, ...) are created by their owners only. */
+			bool internal = name.len >= 2 && name.p[0] == '_' && name.p[1] == '_';
+			if (!t && auto_create && !internal) {
 				char why[256];
 				int err = broker_create_topic(s->broker, name.p, (size_t)name.len, -1, NULL,
 							      false, &t, why, sizeof why);

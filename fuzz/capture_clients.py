@@ -54,7 +54,7 @@ def confluent():
                              "linger.ms": 5})
             for i in range(20):
                 p.produce("cap-ck-" + codec, key=b"k%d" % (i % 3),
-                          value=(b"value-%d " % i) * (1 + i % 4) if i % 7 else None,
+                          value=(b"value-%d " % i) * (10 + i % 4) if i % 7 else None,
                           headers=[("h", b"x%d" % i)] if i % 2 else None)
             if p.flush(15) != 0:
                 raise RuntimeError("unflushed")
@@ -76,6 +76,23 @@ def confluent():
         c.close()
     step("confluent consume", consume)
 
+    def group():
+        # Group membership and commits (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+        # OffsetCommit/Fetch, LeaveGroup), where the broker serves them.
+        c = ck.Consumer({"bootstrap.servers": bs, "group.id": "cap-ck-group", "session.timeout.ms": 6000,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["cap-ck-none"])
+        got = 0
+        deadline = time.time() + 15
+        while got < 5 and time.time() < deadline:
+            m = c.poll(1)
+            if m is not None and not m.error():
+                got += 1
+        if got:
+            c.commit(asynchronous=False)
+        c.close()
+    step("confluent group consume", group)
+
     def delete():
         for f in admin.delete_topics(["cap-ck-admin"], operation_timeout=10).values():
             f.result(timeout=15)
@@ -95,7 +112,7 @@ def kafka_python():
                 p = kafka.KafkaProducer(bootstrap_servers=bs, api_version=api, compression_type=codec,
                                         request_timeout_ms=10000)
                 for i in range(10):
-                    p.send("cap-kp-%s" % (codec or "none"), key=b"k%d" % i, value=b"v%d" % i,
+                    p.send("cap-kp-%s" % (codec or "none"), key=b"k%d" % i, value=b"value %d " % i * 10,
                            headers=[("h", b"1")] if i % 2 else [])
                 p.flush(15)
                 p.close(5)
@@ -115,6 +132,21 @@ def kafka_python():
                 c.offsets_for_times({tp: int(time.time() * 1000) - 60000})
             c.close()
         step("kafka-python %s consume" % (api,), consume)
+
+    def group():
+        c = kafka.KafkaConsumer("cap-kp-gzip", bootstrap_servers=bs, group_id="cap-kp-group",
+                                consumer_timeout_ms=5000, auto_offset_reset="earliest",
+                                enable_auto_commit=False, request_timeout_ms=11000,
+                                session_timeout_ms=10000)
+        n = 0
+        for _ in c:
+            n += 1
+            if n >= 5:
+                break
+        if n:
+            c.commit()
+        c.close()
+    step("kafka-python group consume", group)
 
     def admin():
         a = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=10000)

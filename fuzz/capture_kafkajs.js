@@ -29,7 +29,7 @@ async function main () {
   // kafkajs ships gzip only; the others need plug-in codecs it does not bundle.
   for (const [name, c] of [['none', CompressionTypes.None], ['gzip', CompressionTypes.GZIP]]) {
     await step('produce ' + name, () => producer.send({ topic: 'cap-js-' + name, compression: c, acks: -1,
-      messages: Array.from({ length: 10 }, (_, i) => ({ key: 'k' + i, value: i % 4 ? 'v' + i : null, headers: { h: 'x' } })) }))
+      messages: Array.from({ length: 10 }, (_, i) => ({ key: 'k' + i, value: i % 4 ? ('value ' + i + ' ').repeat(10) : null, headers: { h: 'x' } })) }))
   }
   const idem = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
   await step('idempotent connect', () => idem.connect())

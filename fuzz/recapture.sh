@@ -29,7 +29,9 @@ bs="127.0.0.1:$pport"
 # kcat (librdkafka): metadata, produce per codec, consume, offsets by timestamp, query.
 kcat -b "$bs" -L >/dev/null
 for z in none gzip snappy lz4 zstd; do
-	i=0; while [ $i -lt 20 ]; do echo "k$((i % 3)):value-$i"; i=$((i + 1)); done |
+	# Compressible values: librdkafka sends a batch uncompressed when compression does not pay.
+	i=0; while [ $i -lt 20 ]; do echo "k$((i % 3)):value-$i $(printf 'abcdefgh%.0s' 1 2 3 4 5 6 7 8 9 10 11 12)";
+		i=$((i + 1)); done |
 		kcat -b "$bs" -P -t "cap-kcat-$z" -K: -z "$z" -H origin=kcat -X acks=all
 done
 kcat -b "$bs" -C -t cap-kcat-gzip -o beginning -e -q >/dev/null

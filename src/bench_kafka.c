@@ -69,6 +69,7 @@ struct bk_opts {
 	int small_partitions;  /* the 100-byte workloads */
 	int small_bytes;
 	int linger_ms;         /* max-rate producers */
+	bool round_robin;      /* fixed rate: partition per record round robin, not librdkafka's */
 	bool fio;
 	const char *fio_size;
 	uint64_t fio_match_max;  /* cap of the fio run matched to the produced volume; 0: none */
@@ -985,7 +986,7 @@ struct bk_ctx {
 	const char *bootstrap;
 	pid_t broker_pid;
 	int topic_seq;
-	char created[8][128]; /* topics to delete at the end when the broker is not ours */
+	char created[8][128]; /* topics not yet deleted ("" once deleted) */
 	int n_created;
 	char tp_topic[128];    /* the max-rate 1 KiB topic, read back by the consume workload */
 	uint64_t tp_records;
@@ -997,6 +998,24 @@ static void bk_topic_name(struct bk_ctx *x, const char *what, char *out, size_t 
 		 st_now_ms() % 100000);
 	if (x->n_created < (int)ST_ARRAY_LEN(x->created))
 		snprintf(x->created[x->n_created++], sizeof x->created[0], "%s", out);
+}
+
+/* Deletes a workload's topic once nothing needs it: the max-rate workloads write tens of GB.
+ * Kept with --keep. */
+static void bk_drop_topic(struct bk_ctx *x, const char *topic)
+{
+	if (x->o->keep || !topic[0])
+		return;
+	struct bk_prod p = { 0 };
+	if (bk_producer_new(x->o, x->bootstrap, "all", 0, 1, &p) < 0)
+		return;
+	for (int i = 0; i < x->n_created; i++) {
+		if (strcmp(x->created[i], topic) == 0) {
+			bk_delete_topic(p.rk, x->created[i]);
+			x->created[i][0] = 0;
+		}
+	}
+	bk_producer_free(&p);
 }
 
 /* Flushes, reporting delivery failures; returns the number of records never acknowledged. */
@@ -1074,7 +1093,9 @@ static int bk_run_fixed_rate(struct bk_ctx *x, struct bk_result *r)
 			int64_t ts = st_mono_ns();
 			int64_t sched = start + (int64_t)((double)sent * interval_ns);
 			st_put_be64(buf, (uint64_t)ts);
-			if (rd_kafka_produce(p.rkt, (int32_t)(sent % (uint64_t)o->partitions),
+			int32_t part = o->round_robin ? (int32_t)(sent % (uint64_t)o->partitions) :
+							RD_KAFKA_PARTITION_UA;
+			if (rd_kafka_produce(p.rkt, part,
 					     RD_KAFKA_MSG_F_COPY, buf, (size_t)o->record_bytes, NULL, 0,
 					     NULL) != 0) {
 				if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -1127,6 +1148,7 @@ out:
 	if (c.rk)
 		bk_consumer_finish(&c, 0, 0);
 	bk_producer_free(&p);
+	bk_drop_topic(x, topic);
 	free(buf);
 	r->ok = rc == 0 && r->errors == 0;
 	return rc;
@@ -1197,6 +1219,8 @@ static int bk_run_max_rate(struct bk_ctx *x, struct bk_result *r, const char *wh
 	rc = 0;
 out:
 	bk_producer_free(&p);
+	if (!topic_out || rc < 0)
+		bk_drop_topic(x, topic); /* else the caller reads it back first */
 	free(msgs);
 	free(buf);
 	r->ok = rc == 0 && r->errors == 0;
@@ -1334,7 +1358,10 @@ void bench_kafka_usage(FILE *f)
 		"  latency     OpenMessaging 1-topic-16-partitions-1kb at --rate MB/s (default 50),\n"
 		"              acks=all, linger.ms=1; a consumer in the same process (own handle and\n"
 		"              thread) measures end-to-end latency from the send time in each record;\n"
-		"              --warmup seconds (default 2) are produced but not measured\n"
+		"              --warmup seconds (default 2) are produced but not measured; records\n"
+		"              have no key, so librdkafka's sticky partitioner spreads them (as the\n"
+		"              Java client does under OpenMessaging); --round-robin: a partition per\n"
+		"              record in turn instead (every produce request touches every partition)\n"
 		"  throughput  the same topic shape at max rate, acks=all (vs fio's write bandwidth)\n"
 		"  small       100-byte records, one producer, max rate, 6 partitions, acks=1 and\n"
 		"              acks=all (the classic single-producer test)\n"
@@ -1468,7 +1495,7 @@ int bench_kafka_main(int argc, char **argv)
 	}
 	enum { O_START = 256, O_STRATAD, O_DIR, O_KEEP, O_SHAPES, O_SECONDS, O_WARMUP, O_RATE,
 	       O_PARTS, O_RBYTES, O_SPARTS, O_SBYTES, O_LINGER, O_CSET, O_NOFIO, O_FIOSIZE, O_LOOP,
-	       O_FIOMATCH, O_CBYTES };
+	       O_FIOMATCH, O_CBYTES, O_RR };
 	static const struct option lopts[] = {
 		{ "bootstrap", required_argument, NULL, 'b' },
 		{ "start", no_argument, NULL, O_START },
@@ -1485,6 +1512,7 @@ int bench_kafka_main(int argc, char **argv)
 		{ "small-partitions", required_argument, NULL, O_SPARTS },
 		{ "small-bytes", required_argument, NULL, O_SBYTES },
 		{ "linger-ms", required_argument, NULL, O_LINGER },
+		{ "round-robin", no_argument, NULL, O_RR },
 		{ "producer-set", required_argument, NULL, 'X' },
 		{ "consumer-set", required_argument, NULL, O_CSET },
 		{ "no-fio", no_argument, NULL, O_NOFIO },
@@ -1519,6 +1547,7 @@ int bench_kafka_main(int argc, char **argv)
 		case 'X': bad = bk_push(o.producer_sets, &o.n_producer_sets, optarg, "--producer-set"); break;
 		case O_CSET: bad = bk_push(o.consumer_sets, &o.n_consumer_sets, optarg, "--consumer-set"); break;
 		case O_NOFIO: o.fio = false; break;
+		case O_RR: o.round_robin = true; break;
 		case O_FIOSIZE: o.fio_size = optarg; break;
 		case O_FIOMATCH: bad = bk_parse_size("fio-match-max", optarg, &o.fio_match_max); break;
 		case O_CBYTES:
@@ -1605,7 +1634,10 @@ int bench_kafka_main(int argc, char **argv)
 	for (size_t i = 0; i < ST_ARRAY_LEN(bk_prod_common); i++)
 		printf(" %s=%s", bk_prod_common[i][0], bk_prod_common[i][1]);
 	printf("\n  fixed rate: linger.ms=1 batch.num.messages=10000, rd_kafka_produce() one record at a time,"
-	       " partitions round robin\n"
+	       " %s\n", o.round_robin ? "partitions round robin per record (--round-robin)" :
+	       "no key, librdkafka's partitioner (sticky: sticky.partitioning.linger.ms=10 by default,"
+	       " as the Java client's for OpenMessaging)");
+	printf(""
 	       "  max rate:   linger.ms=%d batch.num.messages=100000, rd_kafka_produce_batch() of ~64 KiB"
 	       " per partition, partitions round robin\n", o.linger_ms);
 	for (int i = 0; i < o.n_producer_sets; i++)
@@ -1621,13 +1653,13 @@ int bench_kafka_main(int argc, char **argv)
 
 	int idx = 0;
 	if (o.shapes & BK_LATENCY) {
-		fprintf(stderr, "bench: latency workload (%.0f s + %.0f s warmup) ...\n", o.seconds, o.warmup_s);
+		fprintf(stderr, "bench: latency workload (%g s + %g s warmup) ...\n", o.seconds, o.warmup_s);
 		if (bk_run_fixed_rate(&x, &res[0]) < 0)
 			status = 1;
 		bk_print_result(++idx, &res[0]);
 	}
 	if (o.shapes & BK_THROUGHPUT) {
-		fprintf(stderr, "bench: throughput workload (%.0f s) ...\n", o.seconds);
+		fprintf(stderr, "bench: throughput workload (%g s) ...\n", o.seconds);
 		snprintf(res[1].name, sizeof res[1].name, "1-topic-%d-partitions-%s max rate, acks=all",
 			 o.partitions, o.record_bytes == 1024 ? "1kb" : "custom");
 		if (bk_run_max_rate(&x, &res[1], "1kb-max", o.partitions, o.record_bytes, "all", x.tp_topic,
@@ -1644,6 +1676,7 @@ int bench_kafka_main(int argc, char **argv)
 	}
 	/* fio again with as many bytes as the max-rate workload wrote: the same disk state and
 	 * volume (a virtual disk's write-back cache can make a short burst look much faster). */
+	bk_drop_topic(&x, x.tp_topic); /* read back: its GBs can go */
 	double fio_match_mb_s = -1;
 	uint64_t match_bytes = ST_MIN((uint64_t)res[1].bytes, o.fio_match_max) & ~((1ull << 20) - 1);
 	if (o.fio && fio_mb_s > 0 && res[1].ran && match_bytes >= (64ull << 20)) {
@@ -1661,6 +1694,7 @@ int bench_kafka_main(int argc, char **argv)
 				printf("fio seq write (bs 1M, %s = what the max-rate 1 KiB workload wrote%s, psync, end_fsync): %.1f MB/s\n\n",
 				       sz, (uint64_t)res[1].bytes > o.fio_match_max ? ", capped by --fio-match-max" : "",
 				       fio_match_mb_s);
+			fflush(stdout);
 		}
 	}
 	double fio_ref = fio_match_mb_s > 0 ? fio_match_mb_s : fio_mb_s;
@@ -1669,7 +1703,7 @@ int bench_kafka_main(int argc, char **argv)
 		static const char *const acks[2] = { "1", "all" };
 		for (int k = 0; k < 2; k++) {
 			struct bk_result *r = &res[2 + k];
-			fprintf(stderr, "bench: %d-byte workload, acks=%s (%.0f s) ...\n", o.small_bytes, acks[k],
+			fprintf(stderr, "bench: %d-byte workload, acks=%s (%g s) ...\n", o.small_bytes, acks[k],
 				o.seconds);
 			snprintf(r->name, sizeof r->name, "%d-byte records, 1 producer, %d partitions, max rate, acks=%s",
 				 o.small_bytes, o.small_partitions, acks[k]);
@@ -1712,14 +1746,9 @@ int bench_kafka_main(int argc, char **argv)
 	fflush(stdout);
 
 out:
-	if (o.bootstrap && x.n_created > 0) {
-		struct bk_prod p = { 0 };
-		if (bk_producer_new(&o, x.bootstrap, "all", 0, 1, &p) == 0) {
-			for (int i = 0; i < x.n_created; i++)
-				bk_delete_topic(p.rk, x.created[i]);
-			bk_producer_free(&p);
-		}
-	}
+	if (o.bootstrap && x.bootstrap) /* a broker not ours keeps nothing of ours */
+		for (int i = 0; i < x.n_created; i++)
+			bk_drop_topic(&x, x.created[i]);
 	if (broker.pid > 0) {
 		int st = bk_broker_stop(&broker);
 		if (st != 0) {

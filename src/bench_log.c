@@ -742,6 +742,15 @@ int bench_log_main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru1);
 	double cpu_user = tv_s(&ru1.ru_utime) - tv_s(&ru0.ru_utime);
 	double cpu_sys = tv_s(&ru1.ru_stime) - tv_s(&ru0.ru_stime);
+	long ctx_sw = (ru1.ru_nvcsw - ru0.ru_nvcsw) + (ru1.ru_nivcsw - ru0.ru_nivcsw);
+	struct log_stats wst = { 0 };
+	for (int i = 0; i < o.partitions; i++) {
+		struct log_stats st;
+		log_get_stats(run.parts[i].log, &st);
+		wst.writes += st.writes;
+		wst.appends_written += st.appends_written;
+		wst.fsync_rounds += st.fsync_rounds;
+	}
 	close_logs(&run);
 	if (arc != 0)
 		fprintf(stderr, "bench: the append phase had errors (%d)\n", run.errors);
@@ -794,6 +803,11 @@ int bench_log_main(int argc, char **argv)
 	       run.acked_batches, run.acked_batches * run.records_per_batch, (double)run.acked_bytes / 1e6, append_s);
 	printf("  CPU in the append phase (this process, io-wq workers included): user %.2f s, sys %.2f s"
 	       " = %.0f%% of one core\n", cpu_user, cpu_sys, 100.0 * (cpu_user + cpu_sys) / append_s);
+	printf("  context switches (all threads): %ld; %" PRId64 " writes (%.1f appends, %.0f KiB each),"
+	       " %" PRId64 " fsync rounds\n", ctx_sw, wst.writes,
+	       wst.writes ? (double)wst.appends_written / (double)wst.writes : 0.0,
+	       wst.writes ? (double)wst.appends_written * (double)run.tmpl_len / 1024.0 / (double)wst.writes : 0.0,
+	       wst.fsync_rounds);
 	printf("  per second (MB/s):");
 	for (int s = 0; s < o.seconds && s < run.per_sec_len; s++)
 		printf(" %.0f", (double)run.per_sec_bytes[s] / 1e6);

@@ -19,6 +19,7 @@
 #include "strata/kerr.h"
 #include "strata/pstate.h"
 #include "strata/slog.h"
+#include "../tier/tier.h"
 
 #define META_SUBDIR "__strata"
 
@@ -140,6 +141,70 @@ void broker_log_config(const struct broker *b, const struct topic *t, struct log
 	out->timestamp_after_max_ms = cfg_topic_int(tc, bc, TC_TIMESTAMP_AFTER_MAX_MS);
 	const char *ts = cfg_topic_str(tc, bc, TC_MESSAGE_TIMESTAMP_TYPE);
 	out->log_append_time = ts && strcmp(ts, "LogAppendTime") == 0;
+	/* Tiered: the local log keeps local.retention.*; the bucket keeps the total (tier.c). */
+	if (b->tier && t && !t->internal && cfg_bool(tc, TC_REMOTE_STORAGE_ENABLE))
+		tier_local_retention(tc, bc, &out->retention_ms, &out->retention_bytes);
+}
+
+/* --- tiering glue (tier/tier.h) --- */
+static void hook_segment_closed(void *ctx, struct log *l, const struct log_segment_info *info)
+{
+	struct partition *p = ctx;
+	(void)l;
+	if (p->tier)
+		tier_part_segment_closed(p->tier, info);
+}
+
+static bool hook_segment_deletable(void *ctx, struct log *l, int64_t base_offset)
+{
+	struct partition *p = ctx;
+	(void)l;
+	return !p->tier || tier_part_deletable(p->tier, base_offset);
+}
+
+static void tier_part_cfg(const struct broker *b, const struct topic *t, struct tier_part_config *pc)
+{
+	tier_part_config_from(&t->cfg, b->conf, pc);
+}
+
+/* The topic manifest in the bucket follows the topic's settings and partition count. */
+static void tier_topic_sync(struct broker *b, const struct topic *t, int32_t n_partitions)
+{
+	if (!b->tier || t->internal)
+		return;
+	char text[8192], num[32];
+	size_t n = 0;
+	text[0] = 0;
+	for (size_t i = 0; i < t->cfg.schema->n_defs && n < sizeof text; i++) {
+		if (!t->cfg.vals[i].set)
+			continue;
+		const char *v = cfg_text(&t->cfg, (int)i, num, sizeof num);
+		n += (size_t)snprintf(text + n, sizeof text - n, "%s=%s\n", t->cfg.schema->defs[i].name,
+				      v ? v : "");
+	}
+	if (n < sizeof text)
+		tier_topic_update(b->tier, t->name, t->id, n_partitions, text);
+}
+
+static void tier_wake(void *ctx, const char *topic, int32_t partition);
+
+int64_t broker_partition_start_offset(struct partition *p)
+{
+	int64_t ls = log_start_offset(p->log);
+	if (p->tier) {
+		int64_t rs = tier_part_start_offset(p->tier);
+		if (rs >= 0 && rs < ls)
+			return rs;
+	}
+	return ls;
+}
+
+int broker_delete_records(struct partition *p, int64_t new_start)
+{
+	int err = log_delete_records(p->log, new_start);
+	if (err == KERR_NONE && p->tier)
+		tier_part_delete_records(p->tier, new_start);
+	return err;
 }
 
 static void hook_hw_advanced(void *ctx, struct log *l)
@@ -191,7 +256,9 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 	}
 	struct log_config lc;
 	broker_log_config(b, t, &lc);
-	struct log_hooks hooks = { .ctx = p, .hw_advanced = hook_hw_advanced };
+	struct log_hooks hooks = { .ctx = p, .hw_advanced = hook_hw_advanced,
+				   .segment_closed = hook_segment_closed,
+				   .segment_deletable = hook_segment_deletable };
 	int rc = log_open(b->ur, dir, &lc, &hooks, &p->log);
 	if (rc < 0) {
 		slog_error("broker", "topic=%s partition=%d: cannot open log %s: %s", t->name, id, dir,
@@ -208,6 +275,19 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 		log_close(p->log);
 		free(p);
 		return -ENOMEM;
+	}
+	if (b->tier && !t->internal) {
+		struct tier_part_config tpc;
+		tier_part_cfg(b, t, &tpc);
+		rc = tier_part_open(b->tier, t->name, t->id, id, dir, &tpc, &p->tier);
+		if (rc < 0) {
+			slog_error("broker", "topic=%s partition=%d: cannot set up tiering: %s", t->name,
+				   id, strerror(-rc));
+			pstate_free(p->pstate);
+			log_close(p->log);
+			free(p);
+			return rc;
+		}
 	}
 	rc = pstate_recover(p->pstate, p->log, st_now_ms());
 	if (rc < 0)
@@ -235,6 +315,8 @@ static void partition_free(struct partition *p, bool destroy)
 		partition_waiter_remove(w);
 		w->wake(w);
 	}
+	tier_part_close(p->tier, destroy); /* destroy: remote data too (per broker setting) */
+	p->tier = NULL;
 	if (p->log) {
 		int64_t leo = log_end_offset(p->log);
 		int rc = destroy ? log_destroy(p->log) : log_close(p->log);
@@ -277,7 +359,10 @@ static int topic_save(struct broker *b, const struct topic *t, int32_t n_partiti
 	if (n >= sizeof buf)
 		return -E2BIG;
 	snprintf(fname, sizeof fname, "%s.topic", t->name);
-	return write_file_atomic(b->meta_dir, fname, buf, n);
+	int rc = write_file_atomic(b->meta_dir, fname, buf, n);
+	if (rc == 0)
+		tier_topic_sync(b, t, n_partitions);
+	return rc;
 }
 
 static void topic_insert(struct broker *b, struct topic *t)
@@ -415,6 +500,7 @@ static int topic_load(struct broker *b, const char *file)
 	}
 	t->internal = t->name[0] == '_' && t->name[1] == '_';
 	topic_insert(b, t);
+	tier_topic_sync(b, t, t->n_partitions);
 	slog_info("broker", "topic=%s partitions=%d loaded", t->name, t->n_partitions);
 	return 0;
 }
@@ -515,6 +601,8 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 			 strerror(-rc));
 		goto fail;
 	}
+	if ((rc = tier_open(conf, b->log_dir, ur, tier_wake, b, &b->tier, why, why_len)) < 0)
+		goto fail;
 	DIR *d = opendir(b->meta_dir);
 	if (!d) {
 		rc = -errno;
@@ -563,6 +651,7 @@ int broker_close(struct broker *b)
 		return 0;
 	if (b->buckets)
 		broker_foreach_topic(b, close_topic_cb, b);
+	tier_close(b->tier); /* after every partition let go of its tier state */
 	free(b->buckets);
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
@@ -634,6 +723,8 @@ int broker_delete_topic(struct broker *b, struct topic *t)
 		return -errno;
 	fsync_dir(b->meta_dir);
 	topic_unlink(b, t);
+	if (b->tier && !t->internal)
+		tier_topic_deleted(b->tier, t->name, t->id);
 	slog_info("broker", "topic=%s deleted", t->name);
 	topic_free(t, true);
 	return 0;
@@ -684,8 +775,13 @@ int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg 
 	cfg_free(&old);
 	struct log_config lc;
 	broker_log_config(b, t, &lc);
-	for (int32_t i = 0; i < t->n_partitions; i++)
+	struct tier_part_config tpc;
+	tier_part_cfg(b, t, &tpc);
+	for (int32_t i = 0; i < t->n_partitions; i++) {
 		log_set_config(t->parts[i]->log, &lc);
+		if (t->parts[i]->tier)
+			tier_part_set_config(t->parts[i]->tier, &tpc);
+	}
 	return 0;
 }
 
@@ -700,6 +796,9 @@ static void tick_topic(void *ctx, struct topic *t)
 	struct tick_ctx *tc = ctx;
 	for (int32_t i = 0; i < t->n_partitions; i++) {
 		log_tick(t->parts[i]->log, tc->now_ms);
+		if (t->parts[i]->tier)
+			tier_part_note_local(t->parts[i]->tier, log_start_offset(t->parts[i]->log),
+					     log_size_bytes(t->parts[i]->log));
 		if (tc->retention) {
 			int rc = log_retention_run(t->parts[i]->log, tc->now_ms);
 			if (rc < 0)
@@ -718,6 +817,8 @@ void broker_tick(struct broker *b, int64_t now_ms)
 	}
 	b->last_tick_ms = now_ms;
 	broker_foreach_topic(b, tick_topic, &tc);
+	if (b->tier)
+		tier_tick(b->tier, now_ms);
 }
 
 static void reapply_topic(void *ctx, struct topic *t)
@@ -725,8 +826,33 @@ static void reapply_topic(void *ctx, struct topic *t)
 	struct broker *b = ctx;
 	struct log_config lc;
 	broker_log_config(b, t, &lc);
-	for (int32_t i = 0; i < t->n_partitions; i++)
+	struct tier_part_config tpc;
+	tier_part_cfg(b, t, &tpc);
+	for (int32_t i = 0; i < t->n_partitions; i++) {
 		log_set_config(t->parts[i]->log, &lc);
+		if (t->parts[i]->tier)
+			tier_part_set_config(t->parts[i]->tier, &tpc);
+	}
+}
+
+static void wake_all_cb(void *ctx, struct topic *t)
+{
+	(void)ctx;
+	for (int32_t i = 0; i < t->n_partitions; i++)
+		broker_wake_partition(t->parts[i]);
+}
+
+/* Downloads finished (tier's eventfd, on the reactor): parked fetches look again. */
+static void tier_wake(void *ctx, const char *topic, int32_t partition)
+{
+	struct broker *b = ctx;
+	if (partition < 0) {
+		broker_foreach_topic(b, wake_all_cb, NULL);
+		return;
+	}
+	struct partition *p = broker_find_partition(b, topic, strlen(topic), partition);
+	if (p)
+		broker_wake_partition(p);
 }
 
 void broker_reapply_config(struct broker *b)

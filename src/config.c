@@ -411,3 +411,33 @@ int cfg_check(const struct cfg *c, char *why, size_t why_len)
 	}
 	return 0;
 }
+
+/* Kafka's LogConfig.validateLocalRetention{Ms,Bytes}. */
+static int check_local_retention(const struct cfg *topic, const struct cfg *broker, int local_id,
+				 int total_id, char *why, size_t why_len)
+{
+	int64_t local = cfg_topic_int(topic, broker, local_id);
+	int64_t total = cfg_topic_int(topic, broker, total_id);
+	const char *ln = cfg_topic_schema.defs[local_id].name, *tn = cfg_topic_schema.defs[total_id].name;
+	if (total == -1 || local == -2)
+		return 0;
+	if (local == -1) {
+		snprintf(why, why_len, "Invalid value -1 for configuration %s: Value must not be -1 as "
+			 "%s value is set as %" PRId64 ".", ln, tn, total);
+		return -EINVAL;
+	}
+	if (local > total) {
+		snprintf(why, why_len, "Invalid value %" PRId64 " for configuration %s: Value must not be "
+			 "more than %s property value: %" PRId64, local, ln, tn, total);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cfg_check_topic(const struct cfg *topic, const struct cfg *broker, char *why, size_t why_len)
+{
+	if (check_local_retention(topic, broker, TC_LOCAL_RETENTION_MS, TC_RETENTION_MS, why, why_len) < 0)
+		return -EINVAL;
+	return check_local_retention(topic, broker, TC_LOCAL_RETENTION_BYTES, TC_RETENTION_BYTES, why,
+				     why_len);
+}

@@ -26,6 +26,15 @@ static const struct kafka_api {
 	{ 1, 4, 12, kafka_handle_fetch },
 	{ 2, 1, 7, kafka_handle_list_offsets },
 	{ 3, 0, 12, handle_metadata },
+	{ 8, 0, 8, kafka_handle_offset_commit },
+	{ 9, 0, 8, kafka_handle_offset_fetch },
+	{ 10, 0, 4, kafka_handle_find_coordinator },
+	{ 11, 0, 9, kafka_handle_join_group },
+	{ 12, 0, 4, kafka_handle_heartbeat },
+	{ 13, 0, 5, kafka_handle_leave_group },
+	{ 14, 0, 5, kafka_handle_sync_group },
+	{ 15, 0, 5, kafka_handle_describe_groups },
+	{ 16, 0, 4, kafka_handle_list_groups },
 	{ 18, 0, 3, handle_api_versions },
 	{ 19, 0, 7, kafka_handle_create_topics },
 	{ 20, 0, 6, kafka_handle_delete_topics },
@@ -35,7 +44,9 @@ static const struct kafka_api {
 	{ 32, 0, 4, kafka_handle_describe_configs },
 	{ 33, 0, 2, kafka_handle_alter_configs },
 	{ 37, 0, 3, kafka_handle_create_partitions },
+	{ 42, 0, 2, kafka_handle_delete_groups },
 	{ 44, 0, 1, kafka_handle_incremental_alter_configs },
+	{ 47, 0, 0, kafka_handle_offset_delete },
 	{ 60, 0, 1, kafka_handle_describe_cluster },
 };
 
@@ -450,6 +461,13 @@ int kafka_server_start(struct kafka_server **out, struct uring *ur, struct broke
 			gethostname(s->adv_host, sizeof s->adv_host - 1);
 		s->adv_port = net_server_port(s->net);
 	}
+	/* Last: replays __consumer_offsets; nothing is served before the ring runs. */
+	if ((rc = group_coordinator_open(&s->groups, ur, b, conf, why, why_len)) < 0) {
+		net_server_stop(s->net);
+		net_server_free(s->net);
+		free(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }
@@ -459,12 +477,13 @@ int kafka_server_port(const struct kafka_server *s) { return net_server_port(s->
 void kafka_server_stop(struct kafka_server *s)
 {
 	s->stopping = 1;
+	group_coordinator_stop(s->groups); /* answers parked JoinGroup/SyncGroup */
 	net_server_stop(s->net);
 }
 
 int kafka_server_idle(const struct kafka_server *s)
 {
-	return s->requests_inflight == 0 && net_server_idle(s->net);
+	return s->requests_inflight == 0 && net_server_idle(s->net) && group_coordinator_idle(s->groups);
 }
 
 void kafka_server_free(struct kafka_server *s)
@@ -472,5 +491,6 @@ void kafka_server_free(struct kafka_server *s)
 	if (!s)
 		return;
 	net_server_free(s->net);
+	group_coordinator_free(s->groups);
 	free(s);
 }

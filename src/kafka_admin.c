@@ -410,6 +410,8 @@ static int create_topic_check(struct kreq *q, const struct kmsg_create_topics_re
 		if (cfg_set(tc, key, val, why, why_len) < 0)
 			return KERR_INVALID_CONFIG;
 	}
+	if (cfg_check_topic(tc, q->srv->conf, why, why_len) < 0) /* cross-key (tiering) */
+		return KERR_INVALID_CONFIG;
 	return KERR_NONE;
 }
 
@@ -981,6 +983,8 @@ void kafka_handle_alter_configs(struct kreq *q)
 				err = KERR_INVALID_CONFIG;
 			}
 		}
+		if (err == KERR_NONE && !oom && cfg_check_topic(&nc, q->srv->conf, why, sizeof why) < 0)
+			err = KERR_INVALID_CONFIG; /* cross-key (tiering) */
 		if (err == KERR_NONE && !oom && !req.validate_only)
 			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
 		if (nc.vals)
@@ -1155,6 +1159,8 @@ void kafka_handle_incremental_alter_configs(struct kreq *q)
 				break;
 			}
 		}
+		if (err == KERR_NONE && !oom && cfg_check_topic(&nc, q->srv->conf, why, sizeof why) < 0)
+			err = KERR_INVALID_CONFIG; /* cross-key (tiering) */
 		if (err == KERR_NONE && !oom && !req.validate_only)
 			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
 		if (nc.vals)

@@ -12,6 +12,7 @@
 #include "strata/log.h"
 #include "strata/pstate.h"
 #include "strata/slog.h"
+#include "../tier/tier.h"
 
 /* --- Produce -------------------------------------------------------------------------------- */
 
@@ -35,6 +36,24 @@ static void produce_finish(struct produce_state *ps)
 {
 	struct kreq *q = ps->q;
 	if (ps->acks == 0) {
+		/* As Kafka: no response, but an error closes the connection so the producer
+		 * notices (and refreshes its metadata). */
+		for (int32_t i = 0; i < ps->resp.responses.len; i++) {
+			const struct kmsg_produce_response_topic_produce_response *tr =
+				&ps->resp.responses.items[i];
+			for (int32_t j = 0; j < tr->partition_responses.len; j++) {
+				int16_t e = tr->partition_responses.items[j].error_code;
+				if (e == KERR_NONE)
+					continue;
+				slog_info("kafka", "closing connection from %s: acks=0 produce failed "
+					  "(topic=%.*s partition=%d: %s)", net_conn_peer(q->nreq->conn),
+					  (int)ST_MIN(tr->name.len, 249), tr->name.len > 0 ? tr->name.p : "",
+					  tr->partition_responses.items[j].index, kerr_name(e));
+				net_conn_close(q->nreq->conn);
+				kafka_resp_none(q);
+				return;
+			}
+		}
 		kafka_resp_none(q);
 		return;
 	}
@@ -50,7 +69,7 @@ static void produce_part_answer(struct produce_part *pp, int kerr)
 		slog_warn("kafka", "topic=%s partition=%d: append failed: %s", pp->p->topic->name,
 			  pp->p->id, kerr_name(kerr));
 	}
-	pp->resp->log_start_offset = log_start_offset(pp->p->log);
+	pp->resp->log_start_offset = broker_partition_start_offset(pp->p);
 	ST_ASSERT(ps->pending > 0);
 	if (--ps->pending == 0)
 		produce_finish(ps);
@@ -69,6 +88,29 @@ static void produce_part_done(struct log_append *a, int kerr)
 static void produce_dup_fire(struct pstate_waiter *w, int kerr)
 {
 	produce_part_answer(ST_CONTAINER_OF(w, struct produce_part, dup_wait), kerr);
+}
+
+/* Kafka's ProduceRequest.validateRecords (v3+; KafkaApis runs it per partition before the log):
+ * the first batch must be complete and of magic 2. As ByteBufferLogInputStream reads it, a
+ * length below the legacy minimum (14) or a magic outside 0..2 is CORRUPT_MESSAGE, while too
+ * few bytes for the length (a cut or lying length: no batch at all) or magic 0/1 is
+ * INVALID_RECORD. The log's batch_validate then checks everything else. */
+static int produce_first_batch_check(struct kbytes records)
+{
+	size_t len = records.len < 0 ? 0 : (size_t)records.len;
+	if (len < BATCH_LOG_OVERHEAD)
+		return KERR_INVALID_RECORD;
+	int32_t blen = (int32_t)st_be32(records.p + BATCH_OFF_LENGTH);
+	if (blen < 14)
+		return KERR_CORRUPT_MESSAGE;
+	if (len < BATCH_OFF_MAGIC + 1)
+		return KERR_INVALID_RECORD;
+	int8_t magic = (int8_t)records.p[BATCH_OFF_MAGIC];
+	if (magic < 0 || magic > BATCH_MAGIC_V2)
+		return KERR_CORRUPT_MESSAGE;
+	if ((size_t)blen + BATCH_LOG_OVERHEAD > len || magic != BATCH_MAGIC_V2)
+		return KERR_INVALID_RECORD;
+	return KERR_NONE;
 }
 
 /* Walks the batch headers of a Produce partition's records: how many batches, and whether any
@@ -149,9 +191,16 @@ void kafka_handle_produce(struct kreq *q)
 				pr->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
 				continue;
 			}
+			if (group_is_internal_topic(t->name, strlen(t->name))) {
+				/* as Kafka: "Cannot append to internal topic" (the coordinator owns it) */
+				pr->error_code = KERR_INVALID_TOPIC_EXCEPTION;
+				continue;
+			}
 			struct partition *p = t->parts[pd->index];
 			if (pd->records.len <= 0) {
 				pr->error_code = KERR_INVALID_RECORD;
+				slog_info("kafka", "topic=%s partition=%d: produce rejected: no records",
+					  t->name, pd->index);
 				continue;
 			}
 			struct produce_part *pp = arena_calloc(&q->arena, 1, sizeof *pp);
@@ -172,20 +221,20 @@ void kafka_handle_produce(struct kreq *q)
 			 * acknowledged, when it is still in flight); gaps and fenced epochs are
 			 * refused before anything is written. */
 			struct pstate *pst = p->pstate;
-			int err = KERR_NONE;
+			int err = produce_first_batch_check(pd->records);
 			int n_batches;
 			bool zstd;
 			records_scan(pd->records, &n_batches, &zstd);
-			if (n_batches > 1)
+			if (err == KERR_NONE && n_batches > 1)
 				err = KERR_INVALID_RECORD; /* Produce v3+: exactly one batch, as Kafka */
-			else if (q->version < 7 && zstd)
+			else if (err == KERR_NONE && q->version < 7 && zstd)
 				err = KERR_UNSUPPORTED_COMPRESSION_TYPE; /* zstd needs Produce v7+ (KIP-110) */
 			if (pst && err == KERR_NONE) {
 				err = pstate_check(pst, pp->a.data, pp->a.len, st_now_ms(), &pp->pa);
 				if (err == KERR_NONE && pp->pa.duplicate) {
 					pr->base_offset = pp->pa.dup_base_offset;
 					pr->log_append_time_ms = pp->pa.dup_log_append_time_ms;
-					pr->log_start_offset = log_start_offset(p->log);
+					pr->log_start_offset = broker_partition_start_offset(p);
 					pp->dup_wait.fire = produce_dup_fire;
 					if (pstate_wait(pst, &pp->dup_wait, pp->pa.dup_last_offset,
 							log_high_watermark(p->log)))
@@ -202,7 +251,7 @@ void kafka_handle_produce(struct kreq *q)
 			}
 			if (err != KERR_NONE) {
 				pr->error_code = (int16_t)err;
-				slog_debug("kafka", "topic=%s partition=%d: produce rejected: %s", t->name,
+				slog_info("kafka", "topic=%s partition=%d: produce rejected: %s", t->name,
 					   pd->index, kerr_name(err));
 				continue;
 			}
@@ -236,6 +285,7 @@ struct fetch_out {
 	struct chain c;
 	struct kw w;
 	int err;
+	bool any_error;                 /* a partition answered with an error code */
 };
 
 static void fetch_flush_kw(struct fetch_out *o)
@@ -260,6 +310,13 @@ static void slice_release(void *ctx)
 	free(s);
 }
 
+static void cold_slice_release(void *ctx)
+{
+	struct tier_slice *s = ctx;
+	tier_slice_release(s);
+	free(s);
+}
+
 static void fetch_arr_len(struct kw *w, bool flex, int32_t n)
 {
 	if (flex)
@@ -278,17 +335,64 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 	bool flex = q->version >= 12;
 	int16_t err = KERR_NONE;
 	struct partition *p = NULL;
-	int64_t hw = -1, lso = -1, lstart = -1;
+	int64_t hw = -1, lso = -1, lstart = -1, local_start = -1;
 	if (!t || fp->partition < 0 || fp->partition >= t->n_partitions) {
 		err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
 	} else {
 		p = t->parts[fp->partition];
 		hw = log_high_watermark(p->log);
 		lso = hw; /* no transactions yet: the last stable offset is the high watermark */
-		lstart = log_start_offset(p->log);
-		if (fp->fetch_offset < lstart || fp->fetch_offset > hw)
+		local_start = log_start_offset(p->log);
+		lstart = broker_partition_start_offset(p);
+		/* Tiered: until the bucket's manifest is loaded, older offsets wait instead of failing. */
+		bool cold_wait = p->tier && fp->fetch_offset < local_start && tier_part_loading(p->tier);
+		if ((fp->fetch_offset < lstart && !cold_wait) || fp->fetch_offset > hw)
 			err = KERR_OFFSET_OUT_OF_RANGE;
 	}
+	/* Cold reads first (tier/tier.h): offsets below the local log start come from the bucket
+	 * through the read cache; a pending download leaves the partition empty for now (the
+	 * fetch parks and the download wakes it). Collected before the header: a damaged object
+	 * turns into this partition's error code. */
+	struct tier_slice cold[16];
+	int nc = 0;
+	int64_t total = 0, off = fp->fetch_offset;
+	int64_t limit = ST_MIN((int64_t)(fp->partition_max_bytes > 0 ? fp->partition_max_bytes : 0), budget);
+	bool cold_pending = false;
+	if (err == KERR_NONE && budget > 0 && p->tier) {
+		while (nc < (int)ST_ARRAY_LEN(cold) && off < local_start) {
+			bool min_one = *first && nc == 0;
+			int64_t left = limit - total;
+			if (left <= 0 && !min_one)
+				break;
+			int rc = tier_read(p->tier, off, left > 0 ? left : 0, min_one, &cold[nc]);
+			if (rc == TIER_PENDING) {
+				cold_pending = true;
+				break;
+			}
+			if (rc == KERR_OFFSET_OUT_OF_RANGE) {
+				off = local_start; /* past the remote end: the local log goes on */
+				break;
+			}
+			if (rc != KERR_NONE) {
+				if (nc == 0) {
+					err = (int16_t)rc;
+					slog_warn("kafka", "topic=%s partition=%d: cold read at offset %" PRId64
+						  " failed: %s", t->name, fp->partition, off, kerr_name(rc));
+				}
+				cold_pending = true; /* whatever came before is sent; no local data after */
+				break;
+			}
+			if (cold[nc].len == 0) {
+				tier_slice_release(&cold[nc]);
+				break;
+			}
+			total += cold[nc].len;
+			off = cold[nc].next_offset;
+			nc++;
+		}
+	}
+	if (err != KERR_NONE)
+		o->any_error = true;
 	kw_i32(&o->w, fp->partition);
 	kw_i16(&o->w, err);
 	kw_i64(&o->w, hw);
@@ -302,13 +406,9 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 	/* Collect slices first: the records length prefix comes before them. */
 	struct log_slice slices[64];
 	int n = 0;
-	int64_t total = 0;
-	if (err == KERR_NONE && budget > 0) {
-		int64_t off = fp->fetch_offset;
-		int64_t limit = ST_MIN((int64_t)(fp->partition_max_bytes > 0 ? fp->partition_max_bytes : 0),
-				       budget);
+	if (err == KERR_NONE && budget > 0 && !cold_pending && off >= local_start) {
 		while (n < (int)ST_ARRAY_LEN(slices) && off < hw) {
-			bool min_one = *first && n == 0;
+			bool min_one = *first && n == 0 && nc == 0;
 			int64_t left = limit - total;
 			if (left <= 0 && !min_one)
 				break;
@@ -328,6 +428,22 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 		kw_uvarint(&o->w, (uint32_t)total + 1);
 	else
 		kw_i32(&o->w, (int32_t)total);
+	if (nc > 0) {
+		fetch_flush_kw(o);
+		for (int i = 0; i < nc; i++) {
+			struct tier_slice *hs = malloc(sizeof *hs);
+			if (!hs) {
+				tier_slice_release(&cold[i]);
+				o->err = -ENOMEM;
+				continue;
+			}
+			*hs = cold[i];
+			if (chain_append_file(&o->c, hs->fd, hs->file_pos, (size_t)hs->len,
+					      cold_slice_release, hs) < 0)
+				o->err = -ENOMEM;
+		}
+		*first = false;
+	}
 	if (n > 0) {
 		fetch_flush_kw(o);
 		for (int i = 0; i < n; i++) {
@@ -407,6 +523,11 @@ static void fetch_park(struct fetch_state *fs)
 		}
 	}
 	int64_t left_ms = (fs->deadline_ns - st_mono_ns()) / 1000000;
+	/* Wake at least every second even under a long max_wait: fetch_timer ends the wait when
+	 * the server stops or the client has gone (nothing else would, and a shutdown waits for
+	 * every parked request). */
+	if (left_ms > 1000)
+		left_ms = 1000;
 	uring_timer_arm(q->srv->ur, &fs->timer, left_ms > 0 ? left_ms : 0);
 	fs->parked = true;
 }
@@ -420,6 +541,7 @@ static void fetch_run(struct fetch_state *fs, bool final)
 	chain_init(&o.c);
 	kw_init(&o.w, 512);
 	o.err = 0;
+	o.any_error = false;
 	kw_i32(&o.w, q->hdr.correlation_id);
 	if (flex)
 		kw_tags_empty(&o.w);
@@ -442,14 +564,7 @@ static void fetch_run(struct fetch_state *fs, bool final)
 		fetch_arr_len(&o.w, flex, ft->partitions.len < 0 ? 0 : ft->partitions.len);
 		for (int32_t j = 0; j < ft->partitions.len; j++) {
 			const struct kmsg_fetch_request_fetch_partition *fp = &ft->partitions.items[j];
-			if (!t || fp->partition < 0 || fp->partition >= t->n_partitions)
-				any_error = true;
-			else {
-				struct log *l = t->parts[fp->partition]->log;
-				if (fp->fetch_offset < log_start_offset(l) ||
-				    fp->fetch_offset > log_high_watermark(l))
-					any_error = true;
-			}
+			/* fetch_partition flags every partition error (o.any_error), cold reads too */
 			int64_t got = fetch_partition(fs, &o, t, fp, budget - total, &first);
 			total += got;
 		}
@@ -458,6 +573,7 @@ static void fetch_run(struct fetch_state *fs, bool final)
 	}
 	if (flex)
 		kw_tags_empty(&o.w);
+	any_error = any_error || o.any_error;
 	if (!final && !any_error && total < fs->req.min_bytes && !o.err) {
 		/* Not enough yet: drop what we built (releasing slices) and wait. */
 		kw_free(&o.w);
@@ -502,40 +618,101 @@ void kafka_handle_fetch(struct kreq *q)
 #define LIST_OFFSETS_EARLIEST (-2)
 #define LIST_OFFSETS_MAX_TIMESTAMP (-3)
 
-void kafka_handle_list_offsets(struct kreq *q)
-{
+/* Tiered partitions may need the bucket (timestamps of remote segments, or the manifest not
+ * loaded yet): the request then parks like a fetch, woken by the download, and is answered
+ * REQUEST_TIMED_OUT for what is still missing after LIST_OFFSETS_REMOTE_WAIT_MS. */
+#define LIST_OFFSETS_REMOTE_WAIT_MS 30000
+
+struct lo_waiter {
+	struct partition_waiter w;
+	struct lo_state *st;
+};
+
+struct lo_state {
+	struct kreq *q;
 	struct kmsg_list_offsets_request req;
-	kmsg_list_offsets_request_init(&req);
-	if (kmsg_list_offsets_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
-		kafka_bad_request(q, "undecodable body");
-		return;
-	}
 	struct kmsg_list_offsets_response resp;
-	kmsg_list_offsets_response_init(&resp);
-	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
-	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
-	if (!resp.topics.items) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	resp.topics.len = nt;
-	for (int32_t i = 0; i < nt; i++) {
-		struct kmsg_list_offsets_request_list_offsets_topic *rt = &req.topics.items[i];
-		struct kmsg_list_offsets_response_list_offsets_topic_response *tr = &resp.topics.items[i];
-		kmsg_list_offsets_response_list_offsets_topic_response_init(tr);
-		tr->name = rt->name;
-		int32_t np = rt->partitions.len < 0 ? 0 : rt->partitions.len;
-		tr->partitions.items = arena_calloc(&q->arena, (size_t)np + 1, sizeof *tr->partitions.items);
-		if (!tr->partitions.items) {
-			kafka_bad_request(q, "out of memory");
-			return;
+	struct uring_timer timer;
+	int64_t deadline_ns;
+	struct lo_waiter *waiters;
+	int32_t n_waiters, cap_waiters;
+};
+
+/* One partition's answer. Returns TIER_PENDING when the bucket must be asked first. */
+static int list_offsets_partition(struct partition *p, int64_t timestamp, int64_t *off, int64_t *ts)
+{
+	int err = KERR_NONE;
+	int64_t local_start = log_start_offset(p->log);
+	*off = -1;
+	*ts = -1;
+	switch (timestamp) {
+	case LIST_OFFSETS_LATEST:
+		*off = log_high_watermark(p->log);
+		break;
+	case LIST_OFFSETS_EARLIEST:
+		if (p->tier && tier_part_loading(p->tier))
+			return TIER_PENDING;
+		*off = broker_partition_start_offset(p);
+		break;
+	case LIST_OFFSETS_MAX_TIMESTAMP: {
+		err = log_max_timestamp(p->log, off, ts);
+		int64_t rmax = p->tier && err == KERR_NONE ? tier_max_timestamp(p->tier, local_start) : -1;
+		if (rmax > *ts) {
+			int64_t roff, rts;
+			err = tier_offset_for_timestamp(p->tier, rmax, local_start, &roff, &rts);
+			if (err == KERR_NONE && roff >= 0) {
+				*off = roff;
+				*ts = rts;
+			}
 		}
-		tr->partitions.len = np;
-		for (int32_t j = 0; j < np; j++) {
+		break;
+	}
+	default:
+		if (timestamp < 0)
+			return KERR_INVALID_REQUEST;
+		if (p->tier) {
+			/* The oldest records are in the bucket: look there first. */
+			err = tier_offset_for_timestamp(p->tier, timestamp, local_start, off, ts);
+			if (err != KERR_NONE || *off >= 0)
+				break;
+		}
+		err = log_offset_for_timestamp(p->log, timestamp, off, ts);
+		break;
+	}
+	return err;
+}
+
+static void lo_run(struct lo_state *st, bool final);
+
+static void lo_timer(struct uring_timer *t)
+{
+	struct lo_state *st = ST_CONTAINER_OF(t, struct lo_state, timer);
+	for (int32_t i = 0; i < st->n_waiters; i++)
+		partition_waiter_remove(&st->waiters[i].w);
+	lo_run(st, st_mono_ns() >= st->deadline_ns || st->q->srv->stopping ||
+		       net_conn_closed(st->q->nreq->conn));
+}
+
+static void lo_wake(struct partition_waiter *w)
+{
+	struct lo_state *st = ST_CONTAINER_OF(w, struct lo_waiter, w)->st;
+	for (int32_t i = 0; i < st->n_waiters; i++)
+		partition_waiter_remove(&st->waiters[i].w);
+	uring_timer_arm(st->q->srv->ur, &st->timer, 0); /* not from inside the waker */
+}
+
+static void lo_run(struct lo_state *st, bool final)
+{
+	struct kreq *q = st->q;
+	st->n_waiters = 0;
+	int32_t nt = st->resp.topics.len;
+	for (int32_t i = 0; i < nt; i++) {
+		struct kmsg_list_offsets_request_list_offsets_topic *rt = &st->req.topics.items[i];
+		struct kmsg_list_offsets_response_list_offsets_topic_response *tr = &st->resp.topics.items[i];
+		for (int32_t j = 0; j < tr->partitions.len; j++) {
 			struct kmsg_list_offsets_request_list_offsets_partition *rp = &rt->partitions.items[j];
 			struct kmsg_list_offsets_response_list_offsets_partition_response *pr =
 				&tr->partitions.items[j];
-			kmsg_list_offsets_response_list_offsets_partition_response_init(pr);
 			pr->partition_index = rp->partition_index;
 			pr->timestamp = -1;
 			pr->offset = -1;
@@ -548,29 +725,76 @@ void kafka_handle_list_offsets(struct kreq *q)
 				continue;
 			}
 			int64_t off = -1, ts = -1;
-			int err = KERR_NONE;
-			switch (rp->timestamp) {
-			case LIST_OFFSETS_LATEST:
-				off = log_high_watermark(p->log);
-				break;
-			case LIST_OFFSETS_EARLIEST:
-				off = log_start_offset(p->log);
-				break;
-			case LIST_OFFSETS_MAX_TIMESTAMP:
-				err = log_max_timestamp(p->log, &off, &ts);
-				break;
-			default:
-				if (rp->timestamp < 0) {
-					err = KERR_INVALID_REQUEST;
-					break;
+			int err = list_offsets_partition(p, rp->timestamp, &off, &ts);
+			if (err == TIER_PENDING) {
+				if (!final && st->n_waiters < st->cap_waiters) {
+					struct lo_waiter *lw = &st->waiters[st->n_waiters++];
+					lw->st = st;
+					lw->w.wake = lo_wake;
+					partition_waiter_add(p, &lw->w);
 				}
-				err = log_offset_for_timestamp(p->log, rp->timestamp, &off, &ts);
-				break;
+				err = KERR_REQUEST_TIMED_OUT;
+				off = ts = -1;
 			}
 			pr->error_code = (int16_t)err;
 			pr->offset = off;
 			pr->timestamp = ts;
 		}
 	}
-	KAFKA_RESPOND(q, list_offsets_response, &resp);
+	if (st->n_waiters > 0) {
+		/* Looks again at least every second: a shutdown or closed connection ends the wait. */
+		int64_t left_ms = (st->deadline_ns - st_mono_ns()) / 1000000;
+		uring_timer_arm(q->srv->ur, &st->timer, ST_MAX(ST_MIN(left_ms, 1000), 0));
+		return;
+	}
+	KAFKA_RESPOND(q, list_offsets_response, &st->resp);
+}
+
+void kafka_handle_list_offsets(struct kreq *q)
+{
+	struct lo_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	if (!st) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	st->q = q;
+	kmsg_list_offsets_request_init(&st->req);
+	if (kmsg_list_offsets_request_decode(&q->body, q->version, &st->req, &q->arena) < 0) {
+		kafka_bad_request(q, "undecodable body");
+		return;
+	}
+	struct kmsg_list_offsets_response *resp = &st->resp;
+	kmsg_list_offsets_response_init(resp);
+	int32_t nt = st->req.topics.len < 0 ? 0 : st->req.topics.len, n_parts = 0;
+	resp->topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->topics.items);
+	if (!resp->topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp->topics.len = nt;
+	for (int32_t i = 0; i < nt; i++) {
+		struct kmsg_list_offsets_request_list_offsets_topic *rt = &st->req.topics.items[i];
+		struct kmsg_list_offsets_response_list_offsets_topic_response *tr = &resp->topics.items[i];
+		kmsg_list_offsets_response_list_offsets_topic_response_init(tr);
+		tr->name = rt->name;
+		int32_t np = rt->partitions.len < 0 ? 0 : rt->partitions.len;
+		tr->partitions.items = arena_calloc(&q->arena, (size_t)np + 1, sizeof *tr->partitions.items);
+		if (!tr->partitions.items) {
+			kafka_bad_request(q, "out of memory");
+			return;
+		}
+		tr->partitions.len = np;
+		for (int32_t j = 0; j < np; j++)
+			kmsg_list_offsets_response_list_offsets_partition_response_init(&tr->partitions.items[j]);
+		n_parts += np;
+	}
+	st->waiters = arena_calloc(&q->arena, (size_t)n_parts + 1, sizeof *st->waiters);
+	if (!st->waiters) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	st->cap_waiters = n_parts;
+	uring_timer_init(&st->timer, lo_timer);
+	st->deadline_ns = st_mono_ns() + (int64_t)LIST_OFFSETS_REMOTE_WAIT_MS * 1000000;
+	lo_run(st, false);
 }

@@ -6,6 +6,7 @@
 #include "strata/arena.h"
 #include "strata/broker.h"
 #include "strata/chain.h"
+#include "strata/group.h"
 #include "strata/kafka.h"
 #include "strata/kerr.h"
 #include "strata/kio.h"
@@ -24,6 +25,7 @@ struct kafka_server {
 	int producer_id_fd;           /* not used yet: producer ids come from a persisted counter */
 	int64_t next_producer_id;
 	int stopping;
+	struct group_coordinator *groups; /* consumer groups (group.h) */
 };
 
 /* One request being served. Lives in its own arena until answered. */
@@ -72,5 +74,17 @@ void kafka_handle_incremental_alter_configs(struct kreq *q);
 void kafka_handle_offset_for_leader_epoch(struct kreq *q);
 void kafka_handle_init_producer_id(struct kreq *q);
 void kafka_handle_describe_cluster(struct kreq *q);
+/* consumer groups: src/kafka_group.c */
+void kafka_handle_find_coordinator(struct kreq *q);
+void kafka_handle_join_group(struct kreq *q);
+void kafka_handle_sync_group(struct kreq *q);
+void kafka_handle_heartbeat(struct kreq *q);
+void kafka_handle_leave_group(struct kreq *q);
+void kafka_handle_offset_commit(struct kreq *q);
+void kafka_handle_offset_fetch(struct kreq *q);
+void kafka_handle_list_groups(struct kreq *q);
+void kafka_handle_describe_groups(struct kreq *q);
+void kafka_handle_delete_groups(struct kreq *q);
+void kafka_handle_offset_delete(struct kreq *q);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "strata/batch.h"
@@ -42,9 +43,14 @@
 #define LOG_CKPT_INTERVAL_MS 60000
 #define LOG_INFLATE_MAX_BYTES ((size_t)256 << 20)
 #define LOG_KICK_ROUNDS 64
+/* Bounds of one vectored write (IOV_MAX iovecs; bytes: large enough that a busy partition's
+ * queue goes out in one write, small enough that the appends behind it are not held up by a
+ * single long copy). One append alone may exceed the byte bound. */
+#define LOG_WRITE_MAX_IOV 1024
+#define LOG_WRITE_MAX_BYTES ((int64_t)8 << 20)
 
 enum ap_state {
-	AP_WRITING = 1,         /* write submitted */
+	AP_WRITING = 1,         /* queued on its segment or in a write in flight */
 	AP_WRITTEN,             /* write completed, an earlier append still writing */
 	AP_PREFIX,              /* in the written prefix: everything before it is written too */
 	AP_FAILED,              /* write failed; waiting for writes in flight to settle */
@@ -72,6 +78,17 @@ struct log_point {
 struct ckpt_snap {
 	int64_t lso;
 	struct log_point rp;
+};
+
+/* A segment's one write in flight: the appends first..(n of them), contiguous in the file from
+ * pos, as one vectored write. */
+struct log_write {
+	struct uring_op op;
+	struct log_seg *seg;
+	struct log_append *first;
+	int32_t n;
+	int64_t pos, len;
+	struct iovec iov[LOG_WRITE_MAX_IOV];
 };
 
 struct log_ckpt {
@@ -103,6 +120,8 @@ struct log {
 	int32_t nsegs, segs_cap;
 	int32_t closing_count;
 	int64_t publish_from;   /* base of the oldest rolled segment not yet given to segment_closed */
+	struct log_seg *lru_head, *lru_tail;   /* closed segments recently used, most recent first */
+	int32_t lru_n;
 
 	int64_t start_offset, next_offset, hw;
 
@@ -218,10 +237,66 @@ static int segs_push(struct log *l, struct log_seg *s)
 	return 0;
 }
 
+/* --- closed segments' open files ------------------------------------------------------------ */
+
+/* A closed segment keeps its .log fd (from when it was active, or opened by a read) and its
+ * index mappings only while among the LOG_CLOSED_FILES_MAX most recently used closed segments;
+ * the least recently used beyond that lose them (reopened on demand by seg.c). One referenced by
+ * anything but the log (a slice being sent carries the fd number, an op in flight) is skipped:
+ * its files stay until it is used again after the reference is gone. */
+static void lru_unlink(struct log *l, struct log_seg *s)
+{
+	if (!s->in_lru)
+		return;
+	if (s->lru_prev)
+		s->lru_prev->lru_next = s->lru_next;
+	else
+		l->lru_head = s->lru_next;
+	if (s->lru_next)
+		s->lru_next->lru_prev = s->lru_prev;
+	else
+		l->lru_tail = s->lru_prev;
+	s->lru_prev = s->lru_next = NULL;
+	s->in_lru = false;
+	l->lru_n--;
+}
+
+/* Call before using a closed segment's files (use = true), or after something that may have
+ * opened them (use = false: only tracks a segment not yet in the list). Never closes s itself,
+ * so s's files stay valid until the next call for another segment. */
+static void closed_used(struct log *l, struct log_seg *s, bool use)
+{
+	if (s->state != SEG_CLOSED)
+		return;
+	if (!use && (s->in_lru || !seg_has_files(s)))
+		return;
+	lru_unlink(l, s);
+	s->lru_prev = NULL;
+	s->lru_next = l->lru_head;
+	if (l->lru_head)
+		l->lru_head->lru_prev = s;
+	else
+		l->lru_tail = s;
+	l->lru_head = s;
+	s->in_lru = true;
+	l->lru_n++;
+	/* Bounded: each segment in the list is looked at once. */
+	for (struct log_seg *v = l->lru_tail; v && l->lru_n > LOG_CLOSED_FILES_MAX;) {
+		struct log_seg *prev = v->lru_prev;
+		if (v != s && v->refs == 1) {
+			lru_unlink(l, v);
+			if (seg_has_files(v))
+				seg_close_files(v);
+		}
+		v = prev;
+	}
+}
+
 /* Deletes segs[0..n): files unlinked now, fds closed when the last slice lets go. */
 static void segs_delete_front(struct log *l, int32_t n)
 {
 	for (int32_t i = 0; i < n; i++) {
+		lru_unlink(l, l->segs[i]);
 		seg_unlink(l->segs[i]);
 		seg_unref(l->segs[i]);
 	}
@@ -556,9 +631,21 @@ static void close_job_start(struct log *l, struct log_seg *s)
 {
 	/* Only once every append into it has been written (the written prefix covers it): a
 	 * failure before its end could otherwise still cut it off after it was published. */
-	if (s->state != SEG_CLOSING || s->close_started || s->writes_inflight || l->failed ||
+	if (s->state != SEG_CLOSING || s->close_started || s->writes_inflight || s->wq_n || l->failed ||
 	    l->close_retry || l->ckpt.inflight || l->written.end < s->end_offset)
 		return;
+	/* And only once it is durable: its data is fsynced by the group-commit rounds, never by a
+	 * second fdatasync of its own running alongside a round's. Two concurrent fdatasyncs on
+	 * one fd share a writeback error between them (errseq: reported once per open file), so
+	 * the one returning 0 would vouch for data that was lost. Relaxed flushing forces a round
+	 * (Kafka flushes a segment when it rolls, too). */
+	if (l->durable.end < s->end_offset) {
+		if (!strict_flush(l) && !l->sync_forced) {
+			l->sync_forced = true;
+			l->kick_again = true;
+		}
+		return;
+	}
 	s->close_started = true;
 	s->close_err = 0;
 	s->close_stage = 1;
@@ -571,7 +658,11 @@ static void close_job_start(struct log *l, struct log_seg *s)
 	if (s->tidx.len > s->tidx.flushed)
 		close_submit(l, s, k++, OP_CLOSE_WRITE, s->tidx_fd, s->tidx.data + s->tidx.flushed,
 			     s->tidx.len - s->tidx.flushed, (int64_t)s->tidx.flushed);
-	close_submit(l, s, k++, OP_CLOSE_SYNC, s->fd, NULL, 0, 0);
+	if (k == 0) {
+		s->close_stage = 2;
+		close_submit(l, s, 0, OP_CLOSE_SYNC, s->oidx_fd, NULL, 0, 0);
+		close_submit(l, s, 1, OP_CLOSE_SYNC, s->tidx_fd, NULL, 0, 0);
+	}
 }
 
 /* Hands closed segments to segment_closed in offset order (close jobs may finish out of
@@ -587,6 +678,7 @@ static void publish_closed(struct log *l)
 		l->publish_from = l->segs[i + 1]->base_offset;
 		if (l->hooks.segment_closed) {
 			struct log_segment_info info;
+			closed_used(l, s, true);
 			fill_segment_info(s, &info);
 			l->hooks.segment_closed(l->hooks.ctx, l, &info);
 		}
@@ -608,12 +700,18 @@ static void close_job_done(struct log *l, struct log_seg *s)
 	s->tidx.flushed = s->tidx.len;
 	s->state = SEG_CLOSED;
 	l->closing_count--;
+	free(s->wr); /* no more writes into it */
+	s->wr = NULL;
+	/* A round made all of it durable before the close job started, and no write into it came
+	 * after: no later round fsyncs it (its fd may be closed by then). */
+	s->sync_needed = false;
 	close(s->oidx_fd);
 	close(s->tidx_fd);
 	s->oidx_fd = s->tidx_fd = -1;
 	/* Closed segments map their index files on first lookup instead of holding memory. */
 	seg_index_release(s);
 	seg_unref(s);
+	closed_used(l, s, true);
 	publish_closed(l);
 	log_kick(l);
 }
@@ -855,9 +953,13 @@ static void fail_settle(struct log *l)
 	if (!l->failed || l->writes_inflight || l->sync_inflight || l->close_ops_inflight)
 		return;
 	if (!l->trunc_pending) {
+		/* With no write in flight, an append still AP_WRITING is queued on its segment and
+		 * was never submitted: it fails too (submissions stop at the failure; it is never
+		 * before the failed one in its own segment, and one in an earlier segment is simply
+		 * answered with an error instead of being written). */
 		struct log_append *f = NULL;
 		for (struct log_append *a = l->q_head; a; a = a->next_) {
-			if (a->state_ == AP_FAILED || a->state_ == AP_FAILED_SETTLED ||
+			if (a->state_ == AP_FAILED || a->state_ == AP_FAILED_SETTLED || a->state_ == AP_WRITING ||
 			    (l->fail_sync && a->last_offset >= l->durable.end)) {
 				f = a;
 				break;
@@ -867,6 +969,10 @@ static void fail_settle(struct log *l)
 		if (!f) {
 			l->failed = false;
 			return;
+		}
+		for (int32_t i = 0; i < l->nsegs; i++) {
+			l->segs[i]->wq_head = NULL;
+			l->segs[i]->wq_n = 0;
 		}
 		for (struct log_append *a = f; a; a = a->next_)
 			a->state_ = AP_FAILED_SETTLED;
@@ -888,6 +994,7 @@ static void fail_settle(struct log *l)
 			struct log_seg *s = l->segs[--l->nsegs];
 			if (s->state == SEG_CLOSING)
 				l->closing_count--;
+			lru_unlink(l, s);
 			seg_unlink(s);
 			seg_unref(s);
 		}
@@ -959,10 +1066,53 @@ static void log_kick(struct log *l)
 	l->in_kick = false;
 }
 
-static void append_write_cb(struct uring_op *op, int res, uint32_t flags)
+static void log_write_cb(struct uring_op *op, int res, uint32_t flags);
+
+/* One write in flight per segment file: appends arriving meanwhile queue on the segment and
+ * leave together, as one vectored write, when it completes. Buffered writes to ext4 are punted
+ * to io-wq, which runs writes to one inode one after the other anyway: one large write instead
+ * of many 16 KiB ones saves the per-write punt, wakeups and completions, and lets the page
+ * cache take the data in one pass. The file is then always a prefix of what was submitted:
+ * a crash cannot leave a hole inside a segment (recovery still checks for one). */
+static void seg_write_start(struct log *l, struct log_seg *s)
 {
-	struct log_append *a = ST_CONTAINER_OF(op, struct log_append, op_);
-	struct log_seg *s = a->seg_;
+	if (s->writes_inflight || !s->wq_n || l->failed)
+		return;
+	struct log_write *w = s->wr;
+	ST_ASSERT(w != NULL);
+	struct log_append *a = s->wq_head;
+	w->seg = s;
+	w->first = a;
+	w->pos = a->file_pos_;
+	w->len = 0;
+	w->n = 0;
+	while (w->n < s->wq_n && w->n < LOG_WRITE_MAX_IOV &&
+	       (w->n == 0 || w->len + (int64_t)a->len <= LOG_WRITE_MAX_BYTES)) {
+		ST_ASSERT(a->seg_ == s && a->state_ == AP_WRITING && a->file_pos_ == w->pos + w->len);
+		w->iov[w->n].iov_base = a->data;
+		w->iov[w->n].iov_len = a->len;
+		w->len += (int64_t)a->len;
+		w->n++;
+		a = a->next_;
+	}
+	s->wq_n -= w->n;
+	s->wq_head = s->wq_n ? a : NULL;
+	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+	if (w->n == 1)
+		io_uring_prep_write(sqe, s->fd, w->first->data, (unsigned)w->len, (uint64_t)w->pos);
+	else
+		io_uring_prep_writev(sqe, s->fd, w->iov, (unsigned)w->n, (uint64_t)w->pos);
+	w->op.cb = log_write_cb;
+	uring_sqe_data(sqe, &w->op);
+	s->writes_inflight++;
+	l->writes_inflight++;
+}
+
+static void log_write_cb(struct uring_op *op, int res, uint32_t flags)
+{
+	(void)flags;
+	struct log_write *w = ST_CONTAINER_OF(op, struct log_write, op);
+	struct log_seg *s = w->seg;
 	struct log *l = s->owner;
 	if (l->inject_write_n > 0) {
 		l->inject_write_n--;
@@ -970,15 +1120,26 @@ static void append_write_cb(struct uring_op *op, int res, uint32_t flags)
 	}
 	s->writes_inflight--;
 	l->writes_inflight--;
-	if (res != (int)a->len) {
-		slog_error("log", "segment %s.log: write of %zu bytes at %" PRId64 " failed: %s", s->path,
-			   a->len, a->file_pos_, res < 0 ? strerror(-res) : "short write");
-		a->state_ = AP_FAILED;
-		l->failed = true;
-	} else {
-		a->state_ = AP_WRITTEN;
-		s->sync_needed = true;
+	l->stats.writes++;
+	l->stats.appends_written += w->n;
+	if (res != w->len)
+		slog_error("log", "segment %s.log: write of %" PRId64 " bytes (%d appends) at %" PRId64 " failed: %s",
+			   s->path, w->len, (int)w->n, w->pos, res < 0 ? strerror(-res) : "short write");
+	/* A short write still wrote the appends it covers whole; the rest fail (and everything
+	 * after them: fail_settle cuts the file back to the first failed one). */
+	int64_t written_to = w->pos + (res > 0 ? res : 0);
+	struct log_append *a = w->first;
+	for (int32_t i = 0; i < w->n; i++, a = a->next_) {
+		ST_ASSERT(a && a->seg_ == s && a->state_ == AP_WRITING);
+		if (a->file_pos_ + (int64_t)a->len <= written_to) {
+			a->state_ = AP_WRITTEN;
+			s->sync_needed = true;
+		} else {
+			a->state_ = AP_FAILED;
+			l->failed = true;
+		}
 	}
+	seg_write_start(l, s);
 	log_kick(l);
 }
 
@@ -1045,6 +1206,11 @@ int log_append(struct log *l, struct log_append *a)
 		}
 		s = active_seg(l);
 	}
+	if (!s->wr && !(s->wr = malloc(sizeof *s->wr))) {
+		if (infos != small)
+			free(infos);
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
 	if (s->size == 0)
 		s->roll_start_ms = now;
 
@@ -1101,14 +1267,11 @@ int log_append(struct log *l, struct log_append *a)
 	l->q_tail = a;
 	if (!l->q_unwritten)
 		l->q_unwritten = a;
-
-	/* Writes may be in flight concurrently: each has its own position in the file. */
-	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
-	io_uring_prep_write(sqe, s->fd, a->data, (unsigned)a->len, (uint64_t)a->file_pos_);
-	a->op_.cb = append_write_cb;
-	uring_sqe_data(sqe, &a->op_);
-	s->writes_inflight++;
-	l->writes_inflight++;
+	/* The segment's queued appends run from wq_head to the end of the log's queue. */
+	if (!s->wq_head)
+		s->wq_head = a;
+	s->wq_n++;
+	seg_write_start(l, s);
 	return KERR_NONE;
 }
 
@@ -1131,6 +1294,7 @@ int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_byt
 	int32_t interval = l->cfg.index_interval_bytes;
 	for (int32_t i = find_seg_idx(l, offset); i < l->nsegs; i++) {
 		struct log_seg *s = l->segs[i];
+		closed_used(l, s, true);
 		int64_t lim_pos = s->hw_pos, lim_off = s->hw_offset;
 		int64_t start;
 		struct batch_hdr h;
@@ -1316,8 +1480,11 @@ int log_offset_for_timestamp(struct log *l, int64_t ts_ms, int64_t *offset_out, 
 		struct log_seg *s = l->segs[i];
 		int64_t mts, moff;
 		seg_visible_max_ts(s, &mts, &moff);
-		if (mts < ts_ms)
+		if (mts < ts_ms) {
+			closed_used(l, s, false); /* a damaged time index may have been loaded */
 			continue;
+		}
+		closed_used(l, s, true);
 		if (!s->idx_loaded)
 			seg_load_index(s, l->cfg.index_interval_bytes, &l->stats.index_rebuilds);
 		/* Time index: the largest entry <= target names a batch before the answer; the
@@ -1346,6 +1513,7 @@ int log_max_timestamp(struct log *l, int64_t *offset_out, int64_t *ts_out)
 	for (int32_t i = find_seg_idx(l, l->start_offset); i < l->nsegs; i++) {
 		int64_t ts, off;
 		seg_visible_max_ts(l->segs[i], &ts, &off);
+		closed_used(l, l->segs[i], false);
 		if (ts > best_ts) {
 			best = i;
 			best_ts = ts;
@@ -1355,6 +1523,7 @@ int log_max_timestamp(struct log *l, int64_t *offset_out, int64_t *ts_out)
 	if (best < 0)
 		return KERR_NONE;
 	struct log_seg *s = l->segs[best];
+	closed_used(l, s, true);
 	/* The offset kept is the last one of the batch carrying the max: find the record. */
 	if (!s->idx_loaded)
 		seg_load_index(s, l->cfg.index_interval_bytes, &l->stats.index_rebuilds);
@@ -1456,6 +1625,7 @@ int log_retention_run(struct log *l, int64_t now_ms)
 		if (l->cfg.retention_ms >= 0) {
 			int64_t ts, off;
 			seg_max_timestamp(s, &ts, &off);
+			closed_used(l, s, false);
 			if (ts < 0)
 				ts = s->mtime_ms; /* Kafka: no timestamps -> the file's last modification */
 			expired = now_ms - ts > l->cfg.retention_ms;
@@ -1511,6 +1681,7 @@ int log_scan_batches(struct log *l, int64_t from_offset,
 		from_offset = l->start_offset;
 	for (int32_t i = find_seg_idx(l, from_offset); i < l->nsegs; i++) {
 		struct log_seg *s = l->segs[i];
+		closed_used(l, s, true);
 		int64_t pos;
 		struct batch_hdr h;
 		int rc = seg_find(s, from_offset, s->hw_pos, l->cfg.index_interval_bytes,
@@ -1732,12 +1903,16 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered, b
 				  (int)(l->nsegs - i - 1));
 			while (l->nsegs > i + 1) {
 				struct log_seg *t = l->segs[--l->nsegs];
+				lru_unlink(l, t);
 				seg_unlink(t);
 				seg_unref(t);
 			}
 		}
-		if (i + 1 < l->nsegs && (rc = finish_closed(s, !*bulk)) < 0)
-			return rc;
+		if (i + 1 < l->nsegs) {
+			if ((rc = finish_closed(s, !*bulk)) < 0)
+				return rc;
+			seg_close_files(s); /* thousands may be recovered: reopened on demand */
+		}
 	}
 	return 0;
 }

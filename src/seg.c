@@ -175,6 +175,7 @@ void seg_unref(struct log_seg *s)
 	if (s->tidx_fd >= 0)
 		close(s->tidx_fd);
 	seg_index_release(s);
+	free(s->wr);
 	free(s->path);
 	free(s);
 }
@@ -190,6 +191,20 @@ int seg_ensure_fd(struct log_seg *s)
 		return fd;
 	s->fd = fd;
 	return 0;
+}
+
+bool seg_has_files(const struct log_seg *s)
+{
+	return s->fd >= 0 || s->oidx.data || s->tidx.data;
+}
+
+void seg_close_files(struct log_seg *s)
+{
+	ST_ASSERT(s->state == SEG_CLOSED && s->oidx_fd < 0 && s->tidx_fd < 0);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	seg_index_release(s);
 }
 
 void seg_unlink(struct log_seg *s)

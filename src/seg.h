@@ -19,6 +19,9 @@
 #include "strata/batch.h"
 #include "strata/uring.h"
 
+struct log_append;
+struct log_write;
+
 #define SEG_OIDX_ENTRY 8
 #define SEG_TIDX_ENTRY 12
 #define SEG_NAME_DIGITS 20
@@ -72,12 +75,20 @@ struct log_seg {
 
 	/* driven by log.c */
 	void *owner;            /* the struct log (completion callbacks) */
-	int writes_inflight;
+	int writes_inflight;    /* 0 or 1: one write at a time per file, so the file is always a
+	                           prefix of what was submitted (no holes after a crash) */
+	struct log_append *wq_head; /* first append of this segment not yet submitted (they follow
+	                               each other in the log's queue), NULL when none */
+	int32_t wq_n;           /* appends queued from wq_head */
+	struct log_write *wr;   /* log.c's vectored write op (iovecs), malloc'd on first use;
+	                           seg_unref frees it */
+	struct log_seg *lru_prev, *lru_next; /* log.c's list of closed segments holding files */
+	bool in_lru;
 	int64_t written_pos;    /* end of the written (completed, in order) prefix in this file */
 	int64_t written_offset;
 	int64_t written_max_ts, written_max_ts_offset;
 	bool sync_needed;       /* a completed write since the last fsync round took it */
-	int close_stage;        /* 1: index writes + data fsync, 2: index fsyncs */
+	int close_stage;        /* 1: index tail writes, 2: index fsyncs (data: group commit) */
 	int close_pending;      /* close-job ops in flight */
 	int close_err;
 	bool close_started;
@@ -102,6 +113,11 @@ void seg_unref(struct log_seg *s);
 int seg_ensure_fd(struct log_seg *s);
 /* Unlinks the segment's files (fd stays open for existing refs). */
 void seg_unlink(struct log_seg *s);
+/* A closed segment's open .log fd or index memory/mappings (reopened/remapped on demand). */
+bool seg_has_files(const struct log_seg *s);
+/* Closes a CLOSED segment's .log fd and unmaps/frees its indexes. Only when nothing else holds
+ * the fd (no slice: the caller checks refs). */
+void seg_close_files(struct log_seg *s);
 
 /* --- indexes -------------------------------------------------------------------------------- */
 

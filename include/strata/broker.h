@@ -16,6 +16,8 @@
 
 struct topic;
 struct pstate;
+struct tier;
+struct tier_part;
 
 struct partition_waiter {           /* a parked fetch, woken when the partition's hw moves */
 	struct partition_waiter *next, *prev;
@@ -27,6 +29,7 @@ struct partition {
 	int32_t id;
 	struct log *log;
 	struct pstate *pstate;          /* idempotent producers' state (pstate.h) */
+	struct tier_part *tier;         /* remote (bucket) state, NULL when not tiered (tier/tier.h) */
 	struct partition_waiter waiters; /* circular list head */
 };
 
@@ -51,6 +54,7 @@ struct broker {
 	uint32_t n_buckets, n_topics;
 	int lock_fd;
 	int64_t last_retention_ms, last_tick_ms;
+	struct tier *tier;              /* tiered storage, NULL with strata.tier.url=none */
 };
 
 /* Opens log.dirs (creating it), takes its lock, loads the cluster id and every topic,
@@ -89,6 +93,12 @@ void broker_tick(struct broker *b, int64_t now_ms);
 /* Wakes every parked fetch on p (called from the log's hw_advanced hook). */
 void broker_wake_partition(struct partition *p);
 void partition_waiter_add(struct partition *p, struct partition_waiter *w);
+/* The partition's log start as clients see it: the remote (bucket) start when the bucket holds
+ * older records than the local log, else the local log start. */
+int64_t broker_partition_start_offset(struct partition *p);
+/* DeleteRecords over both tiers: the local log start and the remote start move up to new_start
+ * (<= high watermark). Returns KERR_NONE or KERR_OFFSET_OUT_OF_RANGE. */
+int broker_delete_records(struct partition *p, int64_t new_start);
 void partition_waiter_remove(struct partition_waiter *w);
 
 #endif

@@ -84,6 +84,10 @@ int cfg_load_file(struct cfg *c, const char *path, char *why, size_t why_len);
 int cfg_set_kv(struct cfg *c, const char *kv, char *why, size_t why_len);
 /* Checks constraints between keys (after all sets). Returns 0 or -EINVAL with why. */
 int cfg_check(const struct cfg *c, char *why, size_t why_len);
+/* Cross-key checks of a topic's settings over the broker defaults (CreateTopics, AlterConfigs):
+ * local.retention.ms/bytes may not exceed retention.ms/bytes when both are finite, nor be -1
+ * (forever) under a finite total (Kafka's rule). Returns 0 or -EINVAL with why. */
+int cfg_check_topic(const struct cfg *topic, const struct cfg *broker, char *why, size_t why_len);
 
 int64_t cfg_int(const struct cfg *c, int id);
 bool cfg_bool(const struct cfg *c, int id);

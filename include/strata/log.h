@@ -97,7 +97,6 @@ struct log_append {
 	int64_t max_ts_offset_;         /*   of its batch (time index / ListOffsets bookkeeping) */
 	int state_;
 	int kerr_;
-	struct uring_op op_;
 };
 
 /* Validates every batch (length, magic 2, CRC-32C, record count against lastOffsetDelta,
@@ -109,9 +108,16 @@ struct log_append {
  * KERR_INVALID_TIMESTAMP, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT, KERR_KAFKA_STORAGE_ERROR. */
 int log_append(struct log *l, struct log_append *a);
 
+/* Closed segments keep their .log fd and index mappings open only while among the log's
+ * LOG_CLOSED_FILES_MAX most recently used closed segments, or while a slice references them
+ * (files are reopened on demand): a broker with thousands of segments per partition does not
+ * run out of descriptors or mappings. */
+#define LOG_CLOSED_FILES_MAX 8
+
 /* A byte range of whole batches in one segment file, for sending without a copy. */
 struct log_slice {
-	struct log_seg *seg;            /* referenced until log_slice_release (keeps fd open) */
+	struct log_seg *seg;            /* referenced until log_slice_release (keeps fd open: a
+	                                   referenced segment's files are never closed) */
 	int fd;
 	int64_t file_pos;
 	int64_t len;                    /* 0: nothing to read at that offset yet */
@@ -176,6 +182,9 @@ struct log_stats {
 	int64_t open_bytes_truncated;   /* torn/corrupt tail bytes cut off at open */
 	int64_t index_rebuilds;         /* missing or damaged indexes rebuilt (open or lazily) */
 	int64_t fsync_rounds;           /* group-commit rounds completed */
+	int64_t writes;                 /* data write operations completed (each carries the
+	                                   appends queued on its segment: one or more) */
+	int64_t appends_written;        /* appends those writes carried */
 	int64_t rolls;
 	int64_t write_errors;           /* appends failed with KAFKA_STORAGE_ERROR */
 	int64_t checkpoints;            /* recovery checkpoints written */

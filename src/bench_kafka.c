@@ -76,6 +76,7 @@ struct bk_opts {
 	uint64_t consume_bytes;  /* the consume workload reads at most the newest this many */
 	double loopback_s;
 	bool keep;
+	bool verbose;          /* per-second series */
 };
 
 /* ---- latency histogram: log-linear, 64 sub-buckets per power of two (<1.6% error) ---------- */
@@ -153,6 +154,8 @@ struct bk_result {
 	bool has_e2e, has_ack;
 	struct bk_hist e2e, ack;
 	double behind_max_ms;  /* fixed rate: worst lag of a send behind its schedule */
+	double sec_min_mb, sec_med_mb, sec_max_mb; /* max rate: per-second MB/s over full seconds */
+	int n_secs;
 	double target_rate;    /* fixed rate: records/s asked for */
 };
 
@@ -679,6 +682,8 @@ struct bk_prod {
 	int64_t last_ack_ns;
 	int64_t measure_from_ns; /* ack latency of records sent earlier is not recorded */
 	struct bk_hist *ack;
+	uint64_t *per_sec_bytes; /* acknowledged bytes per second since measure_from_ns, or NULL */
+	size_t per_sec_len;
 };
 
 /* Served by rd_kafka_poll() on the producing thread: no locking. */
@@ -695,6 +700,10 @@ static void bk_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	p->acked++;
 	p->acked_bytes += m->len;
 	p->last_ack_ns = now;
+	if (p->per_sec_bytes && now >= p->measure_from_ns) {
+		size_t i = (size_t)((now - p->measure_from_ns) / 1000000000);
+		p->per_sec_bytes[ST_MIN(i, p->per_sec_len - 1)] += m->len;
+	}
 	if (m->len >= 8 && p->ack) {
 		int64_t sent = (int64_t)st_be64(m->payload);
 		if (sent >= p->measure_from_ns)
@@ -1154,6 +1163,12 @@ out:
 	return rc;
 }
 
+static int bk_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 /* One producer at max rate for --seconds: records go in chunks of ~64 KiB per partition,
  * partitions round robin (what a sticky partitioner does), via rd_kafka_produce_batch;
  * throughput = acknowledged bytes / (last acknowledgement - first send). */
@@ -1180,6 +1195,8 @@ static int bk_run_max_rate(struct bk_ctx *x, struct bk_result *r, const char *wh
 	int64_t start = st_mono_ns();
 	int64_t end = start + (int64_t)(o->seconds * 1e9);
 	p.measure_from_ns = start;
+	p.per_sec_len = (size_t)o->seconds + 2;
+	p.per_sec_bytes = calloc(p.per_sec_len, sizeof *p.per_sec_bytes);
 	int32_t part = 0;
 	while (st_mono_ns() < end) {
 		st_put_be64(buf, (uint64_t)st_mono_ns());
@@ -1214,11 +1231,37 @@ static int bk_run_max_rate(struct bk_ctx *x, struct bk_result *r, const char *wh
 	r->secs = (double)(p.last_ack_ns - start) / 1e9;
 	r->has_ack = true;
 	r->errors = p.failed + errs + (uint64_t)outstanding;
+	if (p.per_sec_bytes) {
+		/* full seconds only: the last one is partial (flush) */
+		int n = (int)ST_MIN((size_t)((p.last_ack_ns - start) / 1000000000), p.per_sec_len);
+		if (n >= 1) {
+			double *v = malloc((size_t)n * sizeof *v);
+			if (v) {
+				for (int i = 0; i < n; i++)
+					v[i] = (double)p.per_sec_bytes[i] / 1e6;
+				if (o->verbose) {
+					printf("    (per-second MB/s:");
+					for (int i = 0; i < n; i++)
+						printf(" %.0f", v[i]);
+					printf(")\n");
+				}
+				qsort(v, (size_t)n, sizeof *v, bk_cmp_double);
+				r->sec_min_mb = v[0];
+				r->sec_med_mb = v[n / 2];
+				r->sec_max_mb = v[n - 1];
+				r->n_secs = n;
+				free(v);
+			}
+		}
+		free(p.per_sec_bytes);
+		p.per_sec_bytes = NULL;
+	}
 	if (topic_out)
 		snprintf(topic_out, topic_len, "%s", topic);
 	rc = 0;
 out:
 	bk_producer_free(&p);
+	free(p.per_sec_bytes);
 	if (!topic_out || rc < 0)
 		bk_drop_topic(x, topic); /* else the caller reads it back first */
 	free(msgs);
@@ -1302,6 +1345,9 @@ static void bk_print_result(int idx, const struct bk_result *r)
 	}
 	printf("    throughput   %.0f records/s  %.1f MB/s  (%" PRIu64 " records in %.2f s%s)\n", bk_rec_s(r),
 	       bk_mb_s(r), r->records, r->secs, r->errors ? ", WITH ERRORS" : "");
+	if (r->n_secs > 0)
+		printf("    per second   min %.1f  median %.1f  max %.1f MB/s (%d full seconds)\n", r->sec_min_mb,
+		       r->sec_med_mb, r->sec_max_mb, r->n_secs);
 	if (r->target_rate > 0)
 		printf("    schedule     asked %.0f records/s; worst send %.3f ms behind schedule\n",
 		       r->target_rate, r->behind_max_ms);
@@ -1353,7 +1399,8 @@ void bench_kafka_usage(FILE *f)
 		"  --set KEY=VALUE        extra stratad setting (repeatable), e.g. --set\n"
 		"                         log.flush.interval.messages=10000\n"
 		"  --dir D                temp data dir parent and fio's directory (default .)\n"
-		"  --keep                 keep the temp data dir\n"
+		"  --keep                 keep the temp data dir (and, with --bootstrap, the topics)\n"
+		"  -v, --verbose          also print max-rate workloads' per-second MB/s\n"
 		"workloads (--shapes latency,throughput,small,consume; default all):\n"
 		"  latency     OpenMessaging 1-topic-16-partitions-1kb at --rate MB/s (default 50),\n"
 		"              acks=all, linger.ms=1; a consumer in the same process (own handle and\n"
@@ -1513,6 +1560,7 @@ int bench_kafka_main(int argc, char **argv)
 		{ "small-bytes", required_argument, NULL, O_SBYTES },
 		{ "linger-ms", required_argument, NULL, O_LINGER },
 		{ "round-robin", no_argument, NULL, O_RR },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "producer-set", required_argument, NULL, 'X' },
 		{ "consumer-set", required_argument, NULL, O_CSET },
 		{ "no-fio", no_argument, NULL, O_NOFIO },
@@ -1526,7 +1574,7 @@ int bench_kafka_main(int argc, char **argv)
 	bool start = false;
 	optind = 1;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "hb:s:X:", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hb:s:X:v", lopts, NULL)) != -1) {
 		int bad = 0;
 		switch (ch) {
 		case 'b': o.bootstrap = optarg; break;
@@ -1548,6 +1596,7 @@ int bench_kafka_main(int argc, char **argv)
 		case O_CSET: bad = bk_push(o.consumer_sets, &o.n_consumer_sets, optarg, "--consumer-set"); break;
 		case O_NOFIO: o.fio = false; break;
 		case O_RR: o.round_robin = true; break;
+		case 'v': o.verbose = true; break;
 		case O_FIOSIZE: o.fio_size = optarg; break;
 		case O_FIOMATCH: bad = bk_parse_size("fio-match-max", optarg, &o.fio_match_max); break;
 		case O_CBYTES:

@@ -2578,6 +2578,14 @@ int group_leave(struct group_coordinator *gc, struct kstr group_id, struct group
 
 /* --- offsets ----------------------------------------------------------------------------------- */
 
+/* OffsetCommit v2-4's retention: an explicit expiry (-1: none, the broker's retention). */
+static int64_t expire_at(int64_t now_ms, int64_t retention_ms)
+{
+	if (retention_ms < 0)
+		return -1;
+	return retention_ms > INT64_MAX - now_ms ? INT64_MAX : now_ms + retention_ms;
+}
+
 static void commit_finish(struct gwrite *w, int kerr)
 {
 	struct group_commit_req *req = w->commit;
@@ -2592,7 +2600,7 @@ static void commit_finish(struct gwrite *w, int kerr)
 		if (err != KERR_NONE || g->state == GS_DEAD)
 			continue;
 		int64_t ts = p->commit_ts_ms >= 0 ? p->commit_ts_ms : w->now_ms;
-		int64_t expire = req->retention_ms >= 0 ? w->now_ms + req->retention_ms : -1;
+		int64_t expire = expire_at(w->now_ms, req->retention_ms);
 		if (offset_put(g, p->topic, p->partition, p->offset, p->leader_epoch, p->metadata, ts, expire) < 0)
 			slog_error("group", "group=%s: out of memory keeping a committed offset", g->id.p);
 		applied++;
@@ -2693,7 +2701,7 @@ void group_commit_offsets(struct group_coordinator *gc, struct group_commit_req 
 			continue;
 		}
 		int64_t ts = p->commit_ts_ms >= 0 ? p->commit_ts_ms : w->now_ms;
-		int64_t expire = req->retention_ms >= 0 ? w->now_ms + req->retention_ms : -1;
+		int64_t expire = expire_at(w->now_ms, req->retention_ms);
 		enc_offset_key(&key, req->group_id, p->topic, p->partition);
 		enc_offset_value(&val, p->offset, p->leader_epoch, p->metadata, ts, expire);
 		gb_add(&b, &key, &val);

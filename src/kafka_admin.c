@@ -736,10 +736,14 @@ void kafka_handle_delete_records(struct kreq *q)
 			struct log *l = t->parts[rp->partition_index]->log;
 			int64_t hw = log_high_watermark(l);
 			int64_t off = rp->offset == DELETE_RECORDS_HIGH_WATERMARK ? hw : rp->offset;
-			int err = off < 0 || off > hw ? KERR_OFFSET_OUT_OF_RANGE : log_delete_records(l, off);
+			struct partition *part = t->parts[rp->partition_index];
+			/* Both tiers: the remote start moves too, so deleted records are gone from the
+			 * bucket's view as well as from the local log. */
+			int err = off < 0 || off > hw ? KERR_OFFSET_OUT_OF_RANGE
+						      : broker_delete_records(part, off);
 			pr->error_code = (int16_t)err;
 			if (err == KERR_NONE) {
-				pr->low_watermark = log_start_offset(l);
+				pr->low_watermark = broker_partition_start_offset(part);
 				slog_info("kafka", "topic=%s partition=%d: records before %" PRId64
 					  " deleted, log start now %" PRId64, t->name, rp->partition_index,
 					  off, pr->low_watermark);

@@ -1,7 +1,9 @@
 /* log.c -- one partition's log (include/strata/log.h): validation and offset assignment at
- * append, writes and group-commit fsyncs through the partition's io_uring, acknowledgement in
- * offset order, the high watermark, rolling and closing segments, reads by offset and by
- * timestamp, retention, DeleteRecords, the recovery checkpoint, crash recovery at open, and
+ * append, writes and group-commit fsyncs through the partition's io_uring (one vectored write
+ * in flight per segment file carrying every append queued behind the previous one; one fsync
+ * round in flight per log), acknowledgement in offset order, the high watermark, rolling and
+ * closing segments, reads by offset and by timestamp, a bounded set of closed segments with
+ * open files, retention, DeleteRecords, the recovery checkpoint, crash recovery at open, and
  * storage-error handling (truncate back, resume). Segment files and indexes live in seg.c.
  * Everything runs on the thread that owns the ring; the only blocking calls are at open/close,
  * in the rare failure paths, in lazy index loads/rebuilds and in short metadata operations
@@ -136,6 +138,8 @@ struct log {
 	int sync_pending, sync_err;
 	struct seg_op *sync_ops;
 	int sync_ops_cap;
+	int64_t submitted_end;  /* offset after the last append handed to a write */
+	int64_t sync_hold_end;  /* a round waits until the prefix reaches this (-1: not waiting) */
 	int64_t unflushed_msgs;
 	int64_t last_flush_ms;
 
@@ -786,6 +790,18 @@ static void sync_start(struct log *l)
 		return;
 	if (!strict_flush(l) && l->unflushed_msgs < l->cfg.flush_messages && !l->sync_forced)
 		return;
+	/* A round's cost is mostly fixed (the flush, the inode write), so it should cover as much as
+	 * it can: when it becomes due while writes are in flight, it waits for those writes (not
+	 * for any submitted later: bounded by one write per file). Under load that is the data of
+	 * the appends that arrived while the previous round ran, which would otherwise wait a whole
+	 * extra round; with nothing in flight it starts at once. */
+	if (l->writes_inflight) {
+		if (l->sync_hold_end < 0)
+			l->sync_hold_end = l->submitted_end;
+		if (l->written.end < l->sync_hold_end)
+			return;
+	}
+	l->sync_hold_end = -1;
 	int n = 0;
 	for (int32_t i = l->nsegs - 1; i >= 0; i--) {
 		if (l->segs[i]->sync_needed)
@@ -1005,6 +1021,8 @@ static void fail_settle(struct log *l)
 		fs->size = f->file_pos_;
 		seg_index_trim(fs, f->file_pos_, f->base_offset);
 		l->next_offset = f->base_offset;
+		l->submitted_end = ST_MIN(l->submitted_end, f->base_offset);
+		l->sync_hold_end = -1;
 		if (fs->written_pos > f->file_pos_) {
 			fs->written_pos = f->file_pos_;
 			fs->written_offset = f->base_offset;
@@ -1086,6 +1104,7 @@ static void seg_write_start(struct log *l, struct log_seg *s)
 	w->pos = a->file_pos_;
 	w->len = 0;
 	w->n = 0;
+	int64_t last_offset = a->last_offset;
 	while (w->n < s->wq_n && w->n < LOG_WRITE_MAX_IOV &&
 	       (w->n == 0 || w->len + (int64_t)a->len <= LOG_WRITE_MAX_BYTES)) {
 		ST_ASSERT(a->seg_ == s && a->state_ == AP_WRITING && a->file_pos_ == w->pos + w->len);
@@ -1093,10 +1112,13 @@ static void seg_write_start(struct log *l, struct log_seg *s)
 		w->iov[w->n].iov_len = a->len;
 		w->len += (int64_t)a->len;
 		w->n++;
+		last_offset = a->last_offset;
 		a = a->next_;
 	}
 	s->wq_n -= w->n;
 	s->wq_head = s->wq_n ? a : NULL;
+	if (last_offset + 1 > l->submitted_end)
+		l->submitted_end = last_offset + 1;
 	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
 	if (w->n == 1)
 		io_uring_prep_write(sqe, s->fd, w->first->data, (unsigned)w->len, (uint64_t)w->pos);
@@ -2004,6 +2026,8 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	a->hw_max_ts = a->written_max_ts = a->max_ts;
 	a->hw_max_ts_offset = a->written_max_ts_offset = a->max_ts_offset;
 	l->next_offset = l->hw = a->end_offset;
+	l->submitted_end = l->next_offset;
+	l->sync_hold_end = -1;
 	l->written = (struct log_point){ .end = l->next_offset, .seg_base = a->base_offset, .pos = a->size,
 					 .max_ts = a->max_ts, .max_ts_offset = a->max_ts_offset };
 	l->durable = l->written;

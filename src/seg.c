@@ -195,15 +195,18 @@ int seg_ensure_fd(struct log_seg *s)
 
 bool seg_has_files(const struct log_seg *s)
 {
-	return s->fd >= 0 || s->oidx.data || s->tidx.data;
+	return s->fd >= 0 || s->oidx_fd >= 0 || s->tidx_fd >= 0 || s->oidx.data || s->tidx.data;
 }
 
 void seg_close_files(struct log_seg *s)
 {
-	ST_ASSERT(s->state == SEG_CLOSED && s->oidx_fd < 0 && s->tidx_fd < 0);
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	ST_ASSERT(s->state == SEG_CLOSED);
+	int *fds[3] = { &s->fd, &s->oidx_fd, &s->tidx_fd };
+	for (int i = 0; i < 3; i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
 	seg_index_release(s);
 }
 

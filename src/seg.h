@@ -115,7 +115,7 @@ int seg_ensure_fd(struct log_seg *s);
 void seg_unlink(struct log_seg *s);
 /* A closed segment's open .log fd or index memory/mappings (reopened/remapped on demand). */
 bool seg_has_files(const struct log_seg *s);
-/* Closes a CLOSED segment's .log fd and unmaps/frees its indexes. Only when nothing else holds
+/* Closes a CLOSED segment's fds and unmaps/frees its indexes. Only when nothing else holds
  * the fd (no slice: the caller checks refs). */
 void seg_close_files(struct log_seg *s);
 

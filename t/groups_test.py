@@ -104,7 +104,7 @@ class Member:
         self.args = [sys.executable, os.path.abspath(__file__), 'member', bs, group, topic,
                      os.path.join(state_dir, 'member-%s.jsonl' % name), 'member-' + name, strategy,
                      instance or '']
-        self.path = self.args[5]
+        self.path = self.args[6]
         self.client_id = 'member-' + name
         self.name = name
         self.proc = None
@@ -341,7 +341,8 @@ def read_offsets_topic(bs):
     return out, len(parts)
 
 
-def decode_offsets_topic(records):
+def decode_offsets_topic(records, history=None):
+    """Latest offsets and group records; history (a dict) gets every group value in order."""
     offsets, groups = {}, {}
     for part, key, value in records:
         k = Reader(key)
@@ -379,6 +380,8 @@ def decode_offsets_topic(records):
                                     session=st, subscription=sub, assignment=asg))
             groups[g] = dict(type=ptype, generation=gen, protocol=proto, leader=leader, members=members,
                              part=part, ver=ver)
+            if history is not None:
+                history.setdefault(g, []).append(groups[g])
     return offsets, groups
 
 
@@ -489,7 +492,7 @@ def scenario_static(bs, sd):
 
 
 def scenario_reset(bs):
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
     ends = log_end(bs)
     total = sum(ends.values())
     c = Consumer({'bootstrap.servers': bs, 'group.id': 'gE', 'auto.offset.reset': 'earliest',
@@ -508,14 +511,15 @@ def scenario_reset(bs):
     c = Consumer({'bootstrap.servers': bs, 'group.id': 'gL', 'auto.offset.reset': 'latest',
                   'enable.auto.commit': False})
     c.subscribe([TOPIC])
-    tps = [TopicPartition(TOPIC, p) for p in range(PARTS)]
 
-    def positioned():
+    def assigned():
         c.consume(100, 0.1)
-        if len(c.assignment()) != PARTS:
-            return False
-        return all(tp.offset >= 0 for tp in c.position(tps))
-    ok(wait_for(positioned, 60, 0), 'auto.offset.reset=latest: positioned at the end')
+        return len(c.assignment()) == PARTS
+    ok(wait_for(assigned, 60, 0), 'auto.offset.reset=latest: the new group is assigned every partition')
+    # the fetcher resolves "latest" right after the assignment; give it a moment of polling
+    end = time.time() + 1.5
+    while time.time() < end:
+        c.consume(100, 0.1)
     vals = produce(bs, TOPIC, 'e', 60, PARTS)
     got = []
     end = time.time() + 30
@@ -571,18 +575,27 @@ def hash_values(vals):
 
 def scenario_records(bs):
     records, nparts = read_offsets_topic(bs)
-    offsets, groups = decode_offsets_topic(records)
+    history = {}
+    offsets, groups = decode_offsets_topic(records, history)
     want = committed(bs, 'gA', TOPIC, PARTS)
     mine = {p: o['offset'] for (g, t, p), o in offsets.items() if g == 'gA' and t == TOPIC}
     ok(mine == want, '__consumer_offsets holds OffsetCommitKey/Value records a Kafka tool decodes (%s)' % mine)
     ok(all(o['part'] == offsets_partition(g, nparts) for (g, _, _), o in offsets.items()) and
        all(v['part'] == offsets_partition(g, nparts) for g, v in groups.items()),
        'every record sits in the partition abs(groupId.hashCode) %% %d' % nparts)
-    gs = groups.get('gS')
+    # the static members are gone by now (their sessions expired): their generation's record
+    full = [v for v in history.get('gS', []) if len(v['members']) == 2]
+    gs = full[-1] if full else None
     ok(gs is not None and gs['type'] == 'consumer' and gs['protocol'] == 'range' and gs['ver'] == 3 and
        sorted(m['instance'] for m in gs['members']) == ['inst-1', 'inst-2'] and
-       all(m['assignment'] and m['subscription'] for m in gs['members']),
-       'GroupMetadataValue v3 of the static group: protocol, instance ids, subscriptions, assignments')
+       all(m['assignment'] and m['subscription'] and m['session'] == 10000 for m in gs['members']) and
+       gs['leader'] in [m['id'] for m in gs['members']],
+       'GroupMetadataValue v3 of the static group: protocol, leader, instance ids, subscriptions, assignments')
+    inst1 = [next(m['id'] for m in v['members'] if m['instance'] == 'inst-1') for v in full]
+    ok(len(full) >= 2 and all(v['generation'] == full[0]['generation'] for v in full) and
+       inst1[0] != inst1[-1],
+       "the static member's restart is persisted as a new member id in the same generation (%s)" %
+       [v['generation'] for v in full])
     ga = groups.get('gA')
     ok(ga is not None and ga['members'] == [] and ga['generation'] > 0,
        'the emptied group gA has an empty-generation record')

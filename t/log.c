@@ -2,8 +2,10 @@
  * offset order, high watermark only after the fsync), reads at every offset (index and scan
  * boundaries), rolls by size/time/full index/explicit, timestamp lookups (record-exact, also
  * inside compressed batches), max timestamp, retention by time and size, DeleteRecords,
- * slices outliving deleted segments, storage errors (injected and a real RLIMIT_FSIZE one),
- * relaxed flushing, clean close/reopen, destroy. */
+ * slices outliving deleted segments, storage errors (injected and a real RLIMIT_FSIZE one,
+ * also cutting a vectored write in the middle), relaxed flushing (a roll forces a round),
+ * appends coalesced into bounded vectored writes, the bound on closed segments' open fds and
+ * mappings (slices keep theirs), clean close/reopen, destroy. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,15 +1,26 @@
 /* t/tier.c -- unit tests of tiering's pure parts: bucket keys, partition and topic manifests
  * (round trip, every kind of damage refused), and the remote read cache against a file://
  * bucket when that backend is built in. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "strata/batch.h"
+#include "strata/common.h"
 #include "strata/crc32c.h"
+#include "strata/kerr.h"
+#include "batchgen.h"
 #include "tap.h"
 #include "../tier/manifest.h"
+#include "../tier/objstore.h"
+#include "../tier/rcache.h"
 
 static const uint8_t ID[16] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
 
@@ -154,10 +165,314 @@ static void test_topic_manifest(void)
 	topic_manifest_free(&tm);
 }
 
+/* --- remote read cache against a file:// bucket --------------------------------------------- */
+
+#define SEG_BASE 1000
+#define SEG_BATCHES 200
+#define SEG_RECS 5
+#define TS0 1700000000000LL
+
+struct seg_bytes {
+	uint8_t *log, idx[8 * 4096], tidx[12 * 4096];
+	size_t log_len, idx_len, tidx_len;
+};
+
+/* A segment as the log engine writes it: contiguous batches from SEG_BASE, an index entry (last
+ * offset, position) every 4096 bytes, a time index entry when the max timestamp grew. */
+static void build_segment(struct seg_bytes *sb, int codec)
+{
+	sb->log = malloc(1 << 20);
+	sb->log_len = sb->idx_len = sb->tidx_len = 0;
+	int64_t since = 0;
+	for (int b = 0; b < SEG_BATCHES; b++) {
+		struct batchgen_opts o = BATCHGEN_DEFAULTS;
+		o.n_records = SEG_RECS;
+		o.value_len = 90;
+		o.with_keys = 1;
+		o.codec = codec;
+		o.base_ts_ms = TS0 + (int64_t)b * SEG_RECS * 10;
+		o.ts_step_ms = 10;
+		size_t n = batchgen_build_opts(sb->log + sb->log_len, (1 << 20) - sb->log_len, &o);
+		if (!n)
+			BAIL_OUT("batchgen");
+		int64_t base = SEG_BASE + (int64_t)b * SEG_RECS;
+		batch_set_base_offset(sb->log + sb->log_len, base);
+		if (since > 4096) {
+			st_put_be32(sb->idx + sb->idx_len, (uint32_t)(base + SEG_RECS - 1 - SEG_BASE));
+			st_put_be32(sb->idx + sb->idx_len + 4, (uint32_t)sb->log_len);
+			sb->idx_len += 8;
+			st_put_be64(sb->tidx + sb->tidx_len, (uint64_t)(o.base_ts_ms + 40));
+			st_put_be32(sb->tidx + sb->tidx_len + 8, (uint32_t)(base + SEG_RECS - 1 - SEG_BASE));
+			sb->tidx_len += 12;
+			since = 0;
+		}
+		since += (int64_t)n;
+		sb->log_len += n;
+	}
+}
+
+static int put_segment(struct objstore *os, const struct seg_bytes *sb, const char *topic, int64_t base,
+		       struct rcache_seg *out, bool damage)
+{
+	memset(out, 0, sizeof *out);
+	snprintf(out->topic, sizeof out->topic, "%s", topic);
+	out->partition = 0;
+	struct manifest_seg *m = &out->m;
+	manifest_key_stem(m->key, sizeof m->key, topic, ID, 0, base);
+	m->base_offset = base;
+	m->last_offset = base + SEG_BATCHES * SEG_RECS - 1;
+	m->size_bytes = (int64_t)sb->log_len;
+	m->log_crc = crc32c(0, sb->log, sb->log_len);
+	m->index_bytes = (int64_t)sb->idx_len;
+	m->index_crc = crc32c(0, sb->idx, sb->idx_len);
+	m->timeindex_bytes = (int64_t)sb->tidx_len;
+	m->timeindex_crc = crc32c(0, sb->tidx, sb->tidx_len);
+	char key[MANIFEST_KEY_MAX + 16];
+	int rc = 0;
+	manifest_key_object(key, sizeof key, m->key, "index");
+	rc |= objstore_put(os, key, sb->idx, sb->idx_len);
+	manifest_key_object(key, sizeof key, m->key, "timeindex");
+	rc |= objstore_put(os, key, sb->tidx, sb->tidx_len);
+	manifest_key_object(key, sizeof key, m->key, "log");
+	if (damage) {
+		uint8_t *copy = malloc(sb->log_len);
+		memcpy(copy, sb->log, sb->log_len);
+		copy[200] ^= 0x40; /* in the first chunk */
+		rc |= objstore_put(os, key, copy, sb->log_len);
+		free(copy);
+	} else {
+		rc |= objstore_put(os, key, sb->log, sb->log_len);
+	}
+	return rc;
+}
+
+static int read_wait(struct rcache *rc, const struct rcache_seg *seg, int64_t off, int64_t max,
+		     struct rcache_slice *sl)
+{
+	int r = RCACHE_PENDING;
+	for (int i = 0; i < 500 && r == RCACHE_PENDING; i++) {
+		r = rcache_read(rc, seg, NULL, off, max, true, sl);
+		if (r == RCACHE_PENDING)
+			usleep(10000);
+	}
+	return r;
+}
+
+/* Every batch of a served slice: whole, CRC-valid, contiguous from first_offset. */
+static bool slice_ok(const struct rcache_slice *sl, int64_t *next)
+{
+	uint8_t *b = malloc((size_t)sl->len);
+	bool good = pread(sl->fd, b, (size_t)sl->len, sl->file_pos) == (ssize_t)sl->len;
+	int64_t p = 0, expect = sl->first_offset;
+	while (good && p < sl->len) {
+		struct batch_hdr h;
+		good = batch_parse_hdr(b + p, (size_t)(sl->len - p), &h) == 0 && h.base_offset == expect &&
+		       p + batch_size(&h) <= sl->len && batch_crc_ok(b + p, (size_t)batch_size(&h));
+		expect = batch_last_offset(&h) + 1;
+		p += batch_size(&h);
+	}
+	free(b);
+	*next = expect;
+	return good && expect == sl->next_offset;
+}
+
+static void test_verify_chunk(const struct seg_bytes *sb)
+{
+	struct manifest_seg m = { 0 };
+	m.base_offset = SEG_BASE;
+	m.last_offset = SEG_BASE + SEG_BATCHES * SEG_RECS - 1;
+	m.size_bytes = (int64_t)sb->log_len;
+	m.log_crc = crc32c(0, sb->log, sb->log_len);
+	char why[256];
+	ok(rcache_verify_chunk(&m, 0, sb->log, sb->log_len, -1, why, sizeof why) == 0,
+	   "verify: the whole segment passes");
+	m.log_crc ^= 1;
+	ok(rcache_verify_chunk(&m, 0, sb->log, sb->log_len, -1, why, sizeof why) == -EBADMSG,
+	   "verify: whole-object CRC mismatch refused (%s)", why);
+	m.log_crc ^= 1;
+	ok(rcache_verify_chunk(&m, 0, sb->log, sb->log_len - 7, -1, why, sizeof why) == -EBADMSG,
+	   "verify: a cut batch refused (%s)", why);
+	size_t first = (size_t)batch_size(&(struct batch_hdr){ .batch_length =
+							       (int32_t)st_be32(sb->log + 8) });
+	ok(rcache_verify_chunk(&m, (int64_t)first, sb->log + first, sb->log_len - first,
+			       SEG_BASE + 2 * SEG_RECS - 1, why, sizeof why) == 0,
+	   "verify: a chunk from the second batch with the index's last offset passes");
+	ok(rcache_verify_chunk(&m, (int64_t)first, sb->log + first, sb->log_len - first,
+			       SEG_BASE + 3 * SEG_RECS - 1, why, sizeof why) == -EBADMSG,
+	   "verify: a chunk not starting where the index says refused (%s)", why);
+	uint8_t *copy = malloc(sb->log_len);
+	memcpy(copy, sb->log, sb->log_len);
+	copy[first + 70] ^= 1; /* inside the second batch's records */
+	ok(rcache_verify_chunk(&m, (int64_t)first, copy + first, sb->log_len - first, -1, why,
+			       sizeof why) == -EBADMSG, "verify: batch CRC mismatch refused (%s)", why);
+	memcpy(copy, sb->log, sb->log_len);
+	batch_set_base_offset(copy + first, SEG_BASE + 7);
+	ok(rcache_verify_chunk(&m, 0, copy, first * 2, -1, why, sizeof why) == -EBADMSG,
+	   "verify: offsets not contiguous refused (%s)", why);
+	free(copy);
+}
+
+static void test_rcache(void)
+{
+	char dir[] = "/tmp/strata-tier-t.XXXXXX";
+	if (!mkdtemp(dir))
+		BAIL_OUT("mkdtemp");
+	char url[128], cdir[128];
+	snprintf(url, sizeof url, "file://%s/bucket", dir);
+	snprintf(cdir, sizeof cdir, "%s/cache", dir);
+	struct objstore_config oc;
+	objstore_config_defaults(&oc);
+	oc.url = url;
+	struct objstore *os;
+	if (objstore_open(&oc, &os) < 0)
+		BAIL_OUT("objstore_open %s", url);
+	struct seg_bytes sb, sbz;
+	build_segment(&sb, 0);
+	build_segment(&sbz, COMPRESS_LZ4);
+	test_verify_chunk(&sb);
+	struct rcache_seg seg, bad, zseg;
+	ok(put_segment(os, &sb, "rc", SEG_BASE, &seg, false) == 0 &&
+	   put_segment(os, &sb, "rc", 5000, &bad, true) == 0 &&
+	   put_segment(os, &sbz, "rcz", SEG_BASE, &zseg, false) == 0, "segments in the bucket");
+	/* its key is base 5000's, its offsets the data's own */
+	bad.m.base_offset = SEG_BASE;
+	bad.m.last_offset = seg.m.last_offset;
+
+	struct rcache_config cfg;
+	rcache_config_defaults(&cfg);
+	cfg.dir = cdir;
+	cfg.chunk_bytes = 8192;
+	cfg.max_bytes = 24 * 1024;
+	cfg.threads = 2;
+	struct rcache *rc;
+	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "rcache_open");
+	struct rcache_slice sl;
+	ok(rcache_read(rc, &seg, NULL, SEG_BASE, 4096, true, &sl) == RCACHE_PENDING,
+	   "first read of a remote segment waits for a download");
+	int r = read_wait(rc, &seg, SEG_BASE, 4096, &sl);
+	int64_t next;
+	ok(r == KERR_NONE && sl.first_offset == SEG_BASE && sl.len > 0 && sl.len <= 4096 && slice_ok(&sl, &next),
+	   "then whole batches from the base, within max_bytes (len %" PRId64 ", next %" PRId64 ")", sl.len,
+	   sl.next_offset);
+	rcache_slice_release(&sl);
+
+	/* Sequential replay through every chunk: all offsets, in order, whole batches. */
+	int64_t off = SEG_BASE, slices = 0, bytes = 0;
+	bool all_ok = true;
+	while (off <= seg.m.last_offset && slices < 10000) {
+		r = read_wait(rc, &seg, off, 3000, &sl);
+		if (r != KERR_NONE) {
+			all_ok = false;
+			break;
+		}
+		all_ok = all_ok && slice_ok(&sl, &next) && sl.first_offset <= off && sl.next_offset > off;
+		bytes += sl.len;
+		off = sl.next_offset;
+		slices++;
+		rcache_slice_release(&sl);
+	}
+	ok(all_ok && off == seg.m.last_offset + 1 && bytes == (int64_t)sb.log_len,
+	   "sequential replay: %" PRId64 " slices, every batch once (%" PRId64 " of %zu bytes)", slices,
+	   bytes, sb.log_len);
+	r = read_wait(rc, &seg, SEG_BASE + 503, 100, &sl);
+	ok(r == KERR_NONE && sl.first_offset <= SEG_BASE + 503 && sl.next_offset > SEG_BASE + 503 &&
+	   slice_ok(&sl, &next), "a read in the middle starts at the batch holding the offset (%" PRId64 ")",
+	   sl.first_offset);
+	rcache_slice_release(&sl);
+	ok(read_wait(rc, &seg, seg.m.last_offset + 1, 100, &sl) == KERR_OFFSET_OUT_OF_RANGE,
+	   "past the segment: out of range");
+	struct rcache_stats st;
+	rcache_get_stats(rc, &st);
+	ok(st.cached_bytes <= cfg.max_bytes && st.evictions > 0 && st.downloads > 1,
+	   "the cache stays within its bound: %" PRId64 " bytes cached, %" PRId64 " evictions, %" PRId64
+	   " downloads, %" PRId64 " prefetches", st.cached_bytes, st.evictions, st.downloads, st.prefetches);
+
+	/* Timestamp lookups, record-exact, also inside compressed batches. */
+	int64_t o, ts;
+	struct rcache_seg *segs[2] = { &seg, &zseg };
+	for (int k = 0; k < 2; k++) {
+		int64_t want_off = SEG_BASE + 777, target = TS0 + 777 * 10 - 5;
+		r = RCACHE_PENDING;
+		for (int i = 0; i < 500 && r == RCACHE_PENDING; i++) {
+			r = rcache_offset_for_timestamp(rc, segs[k], target, &o, &ts);
+			if (r == RCACHE_PENDING)
+				usleep(10000);
+		}
+		ok(r == KERR_NONE && o == want_off && ts == TS0 + 777 * 10,
+		   "%s: offset for timestamp inside the segment: %" PRId64 " @ %" PRId64,
+		   k ? "lz4" : "uncompressed", o, ts);
+	}
+	r = read_wait(rc, &zseg, SEG_BASE + 10, 1 << 20, &sl);
+	ok(r == KERR_NONE && slice_ok(&sl, &next), "compressed batches are served as stored");
+	rcache_slice_release(&sl);
+
+	/* A damaged object is never served, and asking again keeps failing. */
+	r = read_wait(rc, &bad, SEG_BASE, 1 << 20, &sl);
+	ok(r == KERR_KAFKA_STORAGE_ERROR, "damaged object: KAFKA_STORAGE_ERROR (%d)", r);
+	if (r == KERR_NONE)
+		rcache_slice_release(&sl);
+	r = rcache_read(rc, &bad, NULL, SEG_BASE, 1 << 20, true, &sl);
+	ok(r == KERR_KAFKA_STORAGE_ERROR, "... and again while the failure is held");
+	if (r == KERR_NONE)
+		rcache_slice_release(&sl);
+	int64_t after = SEG_BASE + SEG_BATCHES * SEG_RECS - 2; /* the damage is in an early chunk */
+	r = read_wait(rc, &bad, after, 1 << 20, &sl);
+	ok(r == KERR_NONE && slice_ok(&sl, &next), "undamaged chunks of it are still served");
+	if (r == KERR_NONE)
+		rcache_slice_release(&sl);
+	rcache_get_stats(rc, &st);
+	ok(st.corrupt >= 1, "corrupt downloads counted (%" PRId64 ")", st.corrupt);
+
+	rcache_close(rc);
+
+	/* A cache with room: sequential readers find the next chunks prefetched. */
+	cfg.max_bytes = 1 << 20;
+	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "rcache_open (1 MiB)");
+	off = SEG_BASE;
+	int waits = 0;
+	all_ok = true;
+	for (int i = 0; i < 10000 && off <= seg.m.last_offset; i++) {
+		r = rcache_read(rc, &seg, NULL, off, 3000, true, &sl);
+		if (r == RCACHE_PENDING) {
+			waits++;
+			usleep(20000); /* a slow consumer: downloads get ahead */
+			continue;
+		}
+		all_ok = all_ok && r == KERR_NONE && slice_ok(&sl, &next);
+		if (r != KERR_NONE)
+			break;
+		off = sl.next_offset;
+		rcache_slice_release(&sl);
+		usleep(5000);
+	}
+	rcache_get_stats(rc, &st);
+	ok(all_ok && off == seg.m.last_offset + 1 && st.prefetches > 0,
+	   "prefetch: replay waited %d times, %" PRId64 " prefetches, %" PRId64 " hits", waits,
+	   st.prefetches, st.hits);
+	rcache_close(rc);
+	struct stat stt;
+	int left = 0;
+	DIR *d = opendir(cdir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		left += de->d_name[0] == 'c';
+	if (d)
+		closedir(d);
+	ok(left == 0 && stat(cdir, &stt) == 0, "close removes the cached files (%d left)", left);
+	objstore_close(os);
+	free(sb.log);
+	free(sbz.log);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		tap_diag("cannot remove %s", dir);
+}
+
 int main(void)
 {
 	test_keys();
 	test_manifest();
 	test_topic_manifest();
+	test_rcache();
 	return tap_done();
 }

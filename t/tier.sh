@@ -27,6 +27,8 @@ if ! strata_start --set log.retention.check.interval.ms=500 --set strata.tier.ch
 	exit 1
 fi
 py() { "$STRATA_PY" "$top_srcdir/t/tier_test.py" "$1" "$STRATA_BOOTSTRAP" "$STRATA_DIR" 2>&1; }
+# Not a pipeline: the broker is restarted in here and must stay this shell's child (wait).
+res="$STRATA_DIR/results"
 {
 	py hot
 	py cold
@@ -52,7 +54,8 @@ py() { "$STRATA_PY" "$top_srcdir/t/tier_test.py" "$1" "$STRATA_BOOTSTRAP" "$STRA
 	else echo "not ok - the damaged object is logged"; fi
 	py delete
 	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
-} | emit
+} > "$res" 2>&1
+emit < "$res"
 n=$(cat "$out")
 rm -f "$out"
 echo "1..$n"

@@ -64,6 +64,9 @@ struct rcache_chunk {
 	int64_t len;
 	int64_t first_offset, next_offset;
 	bool last_chunk;
+	bool demand;                    /* downloaded for a waiting read ... */
+	bool read;                      /* ... which has not come back for it yet */
+	int64_t ready_ms;
 	struct sparse *sp;
 	int32_t n_sp;
 };
@@ -122,7 +125,7 @@ void rcache_config_defaults(struct rcache_config *cfg)
 	cfg->max_chunks = 1024;
 	cfg->chunk_bytes = 4 << 20;
 	cfg->threads = 2;
-	cfg->prefetch_chunks = 2;
+	cfg->prefetch_chunks = 4;
 }
 
 static uint32_t key_hash(const char *key, int32_t idx)
@@ -218,14 +221,21 @@ static struct rcache_chunk *chunk_new(struct rcache *rc, const char *key, int32_
 	return c;
 }
 
+/* A chunk fetched for a parked read is kept until that read came back for it (or a while):
+ * evicting it first would make the read download it again, forever, in a small cache. */
+#define RC_FRESH_HOLD_MS 10000
+
 /* Drops least recently used unreferenced chunks until the bounds hold (bounded by the list). */
 static void evict_locked(struct rcache *rc)
 {
 	struct rcache_chunk *c = rc->lru.lru_prev;
+	int64_t now = st_now_ms();
 	while (c != &rc->lru && (rc->st.cached_bytes > rc->cfg.max_bytes ||
 				 rc->st.cached_chunks > rc->cfg.max_chunks)) {
 		struct rcache_chunk *prev = c->lru_prev;
-		if (c->refs == 0 && c->state != ST_LOADING) {
+		bool fresh = c->state == ST_READY && c->demand && !c->read &&
+			     now - c->ready_ms < RC_FRESH_HOLD_MS;
+		if (c->refs == 0 && c->state != ST_LOADING && !fresh) {
 			if (c->state == ST_READY)
 				rc->st.evictions++;
 			chunk_remove(rc, c);
@@ -345,7 +355,8 @@ int rcache_verify_chunk(const struct manifest_seg *seg, int64_t pos, const uint8
 	size_t p = 0;
 	int64_t expect_base = pos == 0 ? seg->base_offset : -1, last = -1;
 	int n = 0;
-	if (pos == 0 && (int64_t)len == seg->size_bytes) {
+	bool whole = pos == 0 && (int64_t)len == seg->size_bytes;
+	if (whole) {
 		uint32_t crc = crc32c(0, buf, len);
 		if (crc != seg->log_crc) {
 			snprintf(why, why_len, "object CRC-32C %08x, manifest says %08x", crc, seg->log_crc);
@@ -364,7 +375,8 @@ int rcache_verify_chunk(const struct manifest_seg *seg, int64_t pos, const uint8
 				 pos + (int64_t)p);
 			return -EBADMSG;
 		}
-		if (h.magic != BATCH_MAGIC_V2 || !batch_crc_ok(buf + p, (size_t)size)) {
+		/* The whole object's CRC already covered every byte of a whole-object chunk. */
+		if (h.magic != BATCH_MAGIC_V2 || (!whole && !batch_crc_ok(buf + p, (size_t)size))) {
 			snprintf(why, why_len, "batch at byte %" PRId64 " (offset %" PRId64 "): %s",
 				 pos + (int64_t)p, h.base_offset, h.magic != BATCH_MAGIC_V2 ? "bad magic"
 											    : "CRC mismatch");
@@ -481,35 +493,43 @@ static int meta_load(struct rcache *rc, const struct rcache_seg *seg, int64_t **
 	return 0;
 }
 
-/* GETs chunk [p0, p1) and verifies it. */
+/* A download thread's buffer, kept between chunks (no page faults on a fresh 4 MiB each time). */
+struct dl_buf {
+	uint8_t *p;
+	size_t cap;
+};
+
+/* GETs chunk [p0, p1) into b and verifies it; *out points into b. */
 static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64_t p0, int64_t p1,
-			  int64_t first_last, uint8_t **out, char *why, size_t why_len)
+			  int64_t first_last, struct dl_buf *b, uint8_t **out, char *why, size_t why_len)
 {
 	char key[MANIFEST_KEY_MAX + 16];
 	*out = NULL;
 	if (manifest_key_object(key, sizeof key, seg->m.key, "log") < 0)
 		return -ENAMETOOLONG;
 	size_t len = (size_t)(p1 - p0);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return -ENOMEM;
+	if (len > b->cap || !b->p) {
+		uint8_t *np = realloc(b->p, len ? len : 1);
+		if (!np)
+			return -ENOMEM;
+		b->p = np;
+		b->cap = len ? len : 1;
+	}
+	uint8_t *buf = b->p;
 	int64_t got = objstore_get_range(rc->os, key, p0, (int64_t)len, buf, len);
 	if (got < 0) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %s", key, p0, p1,
 			 strerror((int)-got));
-		free(buf);
 		return (int)got;
 	}
 	if ((size_t)got != len) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %" PRId64 " bytes (object "
 			 "shorter than the manifest says)", key, p0, p1, got);
-		free(buf);
 		return -EBADMSG;
 	}
 	char vwhy[256];
 	if (rcache_verify_chunk(&seg->m, p0, buf, len, first_last, vwhy, sizeof vwhy) < 0) {
 		snprintf(why, why_len, "%.300s [%" PRId64 ", %" PRId64 "): %.150s", key, p0, p1, vwhy);
-		free(buf);
 		return -EBADMSG;
 	}
 	*out = buf;
@@ -582,7 +602,7 @@ static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *
 	return 0;
 }
 
-static void run_chunk_job(struct rcache *rc, struct job *j)
+static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 {
 	char why[512] = "";
 	int err = 0;
@@ -660,7 +680,7 @@ static void run_chunk_job(struct rcache *rc, struct job *j)
 	}
 	/* 2. The chunk. */
 	uint8_t *buf = NULL;
-	err = chunk_download(rc, &j->seg, p0, p1, fl, &buf, why, sizeof why);
+	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, why, sizeof why);
 	pthread_mutex_lock(&rc->lock);
 	struct rcache_chunk *c = chunk_find(rc, j->seg.m.key, k);
 	pthread_mutex_unlock(&rc->lock);
@@ -670,7 +690,6 @@ static void run_chunk_job(struct rcache *rc, struct job *j)
 			snprintf(why, sizeof why, "cannot write the cache file in %.300s: %s", rc->dir,
 				 strerror(-err));
 	}
-	free(buf);
 	pthread_mutex_lock(&rc->lock);
 	c = chunk_find(rc, j->seg.m.key, k);
 	if (c && c->state == ST_LOADING) {
@@ -683,6 +702,8 @@ static void run_chunk_job(struct rcache *rc, struct job *j)
 				rc->st.corrupt++;
 		} else {
 			c->state = ST_READY;
+			c->demand = !j->prefetch;
+			c->ready_ms = st_now_ms();
 			rc->st.cached_bytes += c->len;
 			rc->st.cached_chunks++;
 			rc->st.downloads++;
@@ -737,7 +758,7 @@ static int batch_find_ts(const uint8_t *b, const struct batch_hdr *h, int64_t ts
 	return rc < 0 ? rc : found;
 }
 
-static void run_ts_job(struct rcache *rc, struct job *j)
+static void run_ts_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 {
 	char why[512] = "";
 	int64_t off = -1, ts_out = -1;
@@ -763,8 +784,8 @@ static void run_ts_job(struct rcache *rc, struct job *j)
 			lo++;
 		for (int32_t k = lo; k < n && off < 0 && err == 0; k++) {
 			uint8_t *buf;
-			err = chunk_download(rc, &j->seg, pos[k], pos[k + 1], k > 0 ? fl[k] : -1, &buf, why,
-					     sizeof why);
+			err = chunk_download(rc, &j->seg, pos[k], pos[k + 1], k > 0 ? fl[k] : -1, dl, &buf,
+					     why, sizeof why);
 			if (err < 0)
 				break;
 			size_t p = 0, len = (size_t)(pos[k + 1] - pos[k]);
@@ -783,7 +804,6 @@ static void run_ts_job(struct rcache *rc, struct job *j)
 				}
 				p += (size_t)batch_size(&h);
 			}
-			free(buf);
 		}
 	}
 	free(pos);
@@ -810,6 +830,7 @@ static void run_ts_job(struct rcache *rc, struct job *j)
 static void *worker(void *arg)
 {
 	struct rcache *rc = arg;
+	struct dl_buf dl = { NULL, 0 };
 	pthread_mutex_lock(&rc->lock);
 	for (;;) {
 		while (!rc->stop && !rc->demand.n && !rc->prefetch.n)
@@ -821,15 +842,16 @@ static void *worker(void *arg)
 			j = ring_pop(&rc->prefetch);
 		pthread_mutex_unlock(&rc->lock);
 		if (j->kind == JOB_CHUNK)
-			run_chunk_job(rc, j);
+			run_chunk_job(rc, j, &dl);
 		else
-			run_ts_job(rc, j);
+			run_ts_job(rc, j, &dl);
 		if (rc->done)
 			rc->done(rc->done_ctx, j->seg.topic, j->seg.partition);
 		free(j);
 		pthread_mutex_lock(&rc->lock);
 	}
 	pthread_mutex_unlock(&rc->lock);
+	free(dl.p);
 	return NULL;
 }
 
@@ -1051,8 +1073,24 @@ static struct rcache_chunk *chunk_want(struct rcache *rc, const struct rcache_se
 	return c;
 }
 
-int rcache_read(struct rcache *rc, const struct rcache_seg *seg, int64_t offset, int64_t max_bytes,
-		bool min_one, struct rcache_slice *out)
+/* Chunk idx of seg, at low priority: its boundaries (and first chunk) first when unknown. */
+static void prefetch_locked(struct rcache *rc, const struct rcache_seg *seg, int32_t idx)
+{
+	struct seg_meta *m = meta_find(rc, seg->m.key);
+	if (!m) {
+		m = meta_new(rc, seg->m.key);
+		if (m && !job_queue(rc, JOB_CHUNK, seg, -1, seg->m.base_offset, 0, true))
+			meta_remove(rc, m);
+		else if (m)
+			rc->st.prefetches++;
+	} else if (m->state == ST_READY && idx < m->n_chunks) {
+		int st;
+		chunk_want(rc, seg, idx, true, &st);
+	}
+}
+
+int rcache_read(struct rcache *rc, const struct rcache_seg *seg, const struct rcache_seg *next,
+		int64_t offset, int64_t max_bytes, bool min_one, struct rcache_slice *out)
 {
 	memset(out, 0, sizeof *out);
 	out->fd = -1;
@@ -1096,16 +1134,21 @@ int rcache_read(struct rcache *rc, const struct rcache_seg *seg, int64_t offset,
 		status = KERR_OFFSET_OUT_OF_RANGE;
 	if (status == KERR_NONE) {
 		c->refs++;
+		c->read = true;
 		lru_front(rc, c);
 		rc->st.hits++;
 	} else if (status == RCACHE_PENDING) {
 		rc->st.misses++;
 	}
-	/* Sequential readers: the next chunks are fetched while this one is sent. */
-	for (int32_t p = 1; status != KERR_OFFSET_OUT_OF_RANGE && p <= rc->cfg.prefetch_chunks &&
-			    k + p < m->n_chunks; p++) {
+	/* Sequential readers: the next chunks are fetched while this one is sent (when the cache
+	 * is large enough that prefetched chunks do not push out the ones being read). */
+	bool room = 4 * (int64_t)rc->cfg.prefetch_chunks * rc->cfg.chunk_bytes <= rc->cfg.max_bytes;
+	for (int32_t p = 1; room && status != KERR_OFFSET_OUT_OF_RANGE && p <= rc->cfg.prefetch_chunks; p++) {
 		int st;
-		chunk_want(rc, seg, k + p, true, &st);
+		if (k + p < m->n_chunks)
+			chunk_want(rc, seg, k + p, true, &st);
+		else if (next) /* across the segment boundary: no stall between segments */
+			prefetch_locked(rc, next, k + p - m->n_chunks);
 	}
 	pthread_mutex_unlock(&rc->lock);
 	if (status != KERR_NONE)
@@ -1137,18 +1180,10 @@ void rcache_slice_release(struct rcache_slice *s)
 
 void rcache_prefetch(struct rcache *rc, const struct rcache_seg *seg)
 {
+	if (4 * (int64_t)rc->cfg.prefetch_chunks * rc->cfg.chunk_bytes > rc->cfg.max_bytes)
+		return;
 	pthread_mutex_lock(&rc->lock);
-	struct seg_meta *m = meta_find(rc, seg->m.key);
-	if (!m) {
-		m = meta_new(rc, seg->m.key);
-		if (m && !job_queue(rc, JOB_CHUNK, seg, -1, seg->m.base_offset, 0, true))
-			meta_remove(rc, m);
-		else if (m)
-			rc->st.prefetches++;
-	} else if (m->state == ST_READY && m->n_chunks > 0) {
-		int st;
-		chunk_want(rc, seg, 0, true, &st);
-	}
+	prefetch_locked(rc, seg, 0);
 	pthread_mutex_unlock(&rc->lock);
 }
 

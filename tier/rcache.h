@@ -65,9 +65,10 @@ struct rcache_slice {
 /* Reactor: reads from the batch holding offset (or the next one), whole batches up to max_bytes
  * (the first one even if larger when min_one). Returns KERR_NONE (slice filled, len > 0),
  * RCACHE_PENDING, KERR_KAFKA_STORAGE_ERROR (damaged object or failing store) or
- * KERR_OFFSET_OUT_OF_RANGE (offset past the segment). Queues prefetch of the next chunks. */
-int rcache_read(struct rcache *rc, const struct rcache_seg *seg, int64_t offset, int64_t max_bytes,
-		bool min_one, struct rcache_slice *out);
+ * KERR_OFFSET_OUT_OF_RANGE (offset past the segment). Queues prefetch of the next chunks, into
+ * next (the following remote segment, may be NULL) near the end of seg. */
+int rcache_read(struct rcache *rc, const struct rcache_seg *seg, const struct rcache_seg *next,
+		int64_t offset, int64_t max_bytes, bool min_one, struct rcache_slice *out);
 void rcache_slice_release(struct rcache_slice *s);
 /* Queues (at low priority) the download of the segment's first chunk. */
 void rcache_prefetch(struct rcache *rc, const struct rcache_seg *seg);

@@ -58,6 +58,8 @@ struct topic_job {
 	char *config;
 	bool deleted;
 	bool busy;
+	int failures;
+	int64_t retry_at_ms;
 };
 
 struct tier_part {
@@ -79,6 +81,7 @@ struct tier_part {
 	bool dirty;
 	int dirty_segs;
 	int64_t dirty_since_ms;
+	uint64_t mseq;                  /* +1 for every change to m (a publish covers up to one) */
 
 	int64_t *pend;                  /* closed local segments to upload, by base offset */
 	int64_t *pend_bytes;
@@ -320,6 +323,7 @@ static void drop_segments(struct tier *t, struct tier_part *tp, int32_t n)
 	if (!tp->dirty)
 		tp->dirty_since_ms = st_now_ms();
 	tp->dirty = true;
+	tp->mseq++;
 }
 
 /* Total retention over the manifest (lock held): by time, then by size of both tiers. */
@@ -671,6 +675,7 @@ struct work {
 	char *buf;                      /* W_PUBLISH: encoded manifest; W_TOPIC: encoded */
 	size_t len;
 	int64_t version;
+	uint64_t mseq;                  /* W_PUBLISH: the change count it covers */
 	int64_t end;                    /* W_PUBLISH: manifest end offset */
 	struct manifest mcopy;          /* W_DELETE_ALL */
 	char (*keys)[MANIFEST_KEY_MAX + 16];
@@ -761,6 +766,7 @@ static bool pick_part_work(struct tier *t, struct tier_part *tp, int64_t now, st
 			return false;
 		}
 		w->version = tp->m.version;
+		w->mseq = tp->mseq;
 		w->end = manifest_end_offset(&tp->m);
 		w->kind = W_PUBLISH;
 		return true;
@@ -784,7 +790,7 @@ static bool pick_work(struct tier *t, struct work *w)
 	memset(w, 0, sizeof *w);
 	int64_t now = st_now_ms();
 	for (struct topic_job *tj = t->topic_jobs; tj; tj = tj->next) {
-		if (tj->busy)
+		if (tj->busy || now < tj->retry_at_ms)
 			continue;
 		tj->busy = true;
 		w->kind = W_TOPIC;
@@ -964,7 +970,12 @@ static void finish_work(struct tier *t, struct work *w)
 		if (w->rc < 0) {
 			snprintf(t->last_err, sizeof t->last_err, "%.300s", w->why);
 			t->st.upload_errors++;
-			break; /* stays queued; retried on the next round */
+			/* stays queued, retried after a backoff like the partitions' */
+			tj->failures++;
+			tj->retry_at_ms = st_now_ms() + ST_MIN((int64_t)TIER_RETRY_BASE_MS <<
+							       (tj->failures > 12 ? 12 : tj->failures),
+							       t->retry_max_ms);
+			break;
 		}
 		for (struct topic_job **pp = &t->topic_jobs; *pp; pp = &(*pp)->next)
 			if (*pp == tj) {
@@ -1021,6 +1032,7 @@ static void finish_work(struct tier *t, struct work *w)
 			tp->dirty_since_ms = st_now_ms();
 		tp->dirty = true;
 		tp->dirty_segs++;
+		tp->mseq++;
 		slog_debug("tier", "topic=%s partition=%d: segment %" PRId64 "..%" PRId64 " uploaded (%"
 			   PRId64 " bytes)", tp->topic, tp->partition, w->ms.base_offset,
 			   w->ms.last_offset, w->ms.size_bytes);
@@ -1037,7 +1049,7 @@ static void finish_work(struct tier *t, struct work *w)
 			tp->durable_version = w->version;
 		if (w->end > tp->durable_end)
 			tp->durable_end = w->end;
-		if (tp->m.version == w->version) {
+		if (tp->mseq == w->mseq) { /* nothing changed meanwhile (DeleteRecords) */
 			tp->dirty = false;
 			tp->dirty_segs = 0;
 		}
@@ -1238,6 +1250,17 @@ void tier_close(struct tier *t)
 	for (int i = 0; i < t->n_threads; i++)
 		pthread_join(t->threads[i], NULL);
 	free(t->threads);
+	if (t->rc) {
+		struct tier_stats st;
+		tier_get_stats(t, &st);
+		slog_info("tier", "stats: %" PRId64 " segments (%" PRId64 " bytes) uploaded, %" PRId64
+			  " manifests, %" PRId64 " upload errors, %" PRId64 " segments expired; cold reads %"
+			  PRId64 " (%" PRId64 " bytes), cache hits %" PRId64 " misses %" PRId64 ", %" PRId64
+			  " downloads (%" PRId64 " bytes), %" PRId64 " corrupt", st.segments_uploaded,
+			  st.bytes_uploaded, st.manifests_written, st.upload_errors, st.segments_expired,
+			  st.cold_reads, st.cold_bytes, st.cache_hits, st.cache_misses, st.downloads,
+			  st.download_bytes, st.corrupt_objects);
+	}
 	rcache_close(t->rc);
 	/* The eventfd read still sits on the ring: complete it, then let the ring retire it. */
 	t->closing = true;
@@ -1337,8 +1360,8 @@ int tier_part_open(struct tier *t, const char *topic, const uint8_t topic_id[16]
 	tp->pc = *pc;
 	manifest_init(&tp->m, topic, topic_id, partition);
 	tp->local_start = -1;
+	scan_closed(tp); /* tp is not shared yet: no lock while listing the directory */
 	pthread_mutex_lock(&t->lock);
-	scan_closed(tp);
 	tp->next = t->parts;
 	t->parts = tp;
 	pthread_cond_signal(&t->cond);
@@ -1396,6 +1419,10 @@ void tier_part_note_local(struct tier_part *tp, int64_t local_start, int64_t loc
 	pthread_mutex_lock(&t->lock);
 	tp->local_start = local_start;
 	tp->local_bytes = local_bytes;
+	/* Not tiered now: segments closed meanwhile and already gone locally are forgotten (a
+	 * partition whose tiering is enabled keeps them until uploaded or found missing). */
+	while (!tp->pc.enabled && tp->n_pend > 1 && tp->pend[1] <= local_start)
+		pend_pop(tp);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -1433,6 +1460,7 @@ void tier_part_delete_records(struct tier_part *tp, int64_t new_start)
 			if (!tp->dirty)
 				tp->dirty_since_ms = st_now_ms();
 			tp->dirty = true;
+			tp->mseq++;
 		}
 		pthread_cond_signal(&t->cond);
 	}
@@ -1471,13 +1499,11 @@ int tier_read(struct tier_part *tp, int64_t offset, int64_t max_bytes, bool min_
 	struct rcache_slice *rs = malloc(sizeof *rs);
 	if (!rs)
 		return KERR_KAFKA_STORAGE_ERROR;
-	int r = rcache_read(t->rc, &seg, offset, max_bytes, min_one, rs);
+	int r = rcache_read(t->rc, &seg, have_next ? &next : NULL, offset, max_bytes, min_one, rs);
 	if (r != KERR_NONE) {
 		free(rs);
 		return r == RCACHE_PENDING ? TIER_PENDING : r;
 	}
-	if (rs->segment_end && have_next)
-		rcache_prefetch(t->rc, &next);
 	out->fd = rs->fd;
 	out->file_pos = rs->file_pos;
 	out->len = rs->len;

@@ -9,7 +9,13 @@
  * (JoinGroup, SyncGroup, OffsetCommit until its fsync, DeleteGroups, OffsetDelete) take a
  * done callback that runs exactly once, possibly before the call returns, on the reactor
  * thread. Callbacks must not call back into the coordinator. Strings in result structs are
- * valid only during the callback. Not thread-safe: one reactor owns the coordinator. */
+ * valid only during the callback. Not thread-safe: one reactor owns the coordinator.
+ *
+ * Until the log engine compacts, __consumer_offsets is bounded by snapshots: a partition whose
+ * records outnumber twice its live keys by offsets.topic.snapshot.records gets its live state
+ * rewritten (after its writes in flight are done; new ones wait behind it) and, once that is
+ * durable, its log start moved past everything older (log_delete_records). Clients may read
+ * the topic; Produce refuses to write it (group_is_internal_topic). */
 #ifndef STRATA_GROUP_H
 #define STRATA_GROUP_H
 

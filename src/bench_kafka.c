@@ -1296,6 +1296,10 @@ static int bk_run_consume(struct bk_ctx *x, struct bk_result *r)
 		total += (uint64_t)(hi - lo);
 	}
 	bk_producer_free(&q);
+	if (want == 0) {
+		fprintf(stderr, "bench: nothing to consume (--consume-bytes below a record per partition?)\n");
+		goto out;
+	}
 	snprintf(r->name, sizeof r->name, "consume %" PRIu64 " of the %" PRIu64 " %d-byte records just written "
 		 "(%d partitions; page cache)", want, total, o->record_bytes, o->partitions);
 	struct bk_cpu cpu0;
@@ -1807,10 +1811,13 @@ out:
 		}
 	}
 	if (broker.root[0]) {
-		if (o.keep || status != 0)
+		if (o.keep) {
 			fprintf(stderr, "bench: kept %s\n", broker.root);
-		else
+		} else {
+			if (status != 0)
+				bk_broker_dump_log(&broker); /* the data (GBs) goes, the story stays */
 			nftw(broker.root, bk_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		}
 	}
 	return status;
 }

@@ -23,7 +23,7 @@ static const struct kafka_api {
 	void (*fn)(struct kreq *q);
 } kafka_apis[] = {
 	{ 0, 3, 9, kafka_handle_produce },
-	{ 1, 4, 12, kafka_handle_fetch },
+	{ 1, 4, 17, kafka_handle_fetch },
 	{ 2, 1, 7, kafka_handle_list_offsets },
 	{ 3, 0, 12, handle_metadata },
 	{ 8, 0, 8, kafka_handle_offset_commit },

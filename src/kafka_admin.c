@@ -650,7 +650,11 @@ void kafka_handle_create_partitions(struct kreq *q)
 		}
 		char why[ADMIN_MSG_MAX] = "";
 		int err = KERR_NONE;
-		if (ct->count <= t->n_partitions) {
+		if (t->internal) {
+			/* Groups hash onto __consumer_offsets' partitions: more would move them. */
+			snprintf(why, sizeof why, "Cannot add partitions to internal topic %s.", t->name);
+			err = KERR_INVALID_REQUEST;
+		} else if (ct->count <= t->n_partitions) {
 			/* broker_add_partitions says the same; checked here first so that the
 			 * assignment count below is meaningful. */
 			err = broker_add_partitions(b, t, ct->count, true, why, sizeof why);
@@ -737,6 +741,11 @@ void kafka_handle_delete_records(struct kreq *q)
 			int64_t hw = log_high_watermark(l);
 			int64_t off = rp->offset == DELETE_RECORDS_HIGH_WATERMARK ? hw : rp->offset;
 			struct partition *part = t->parts[rp->partition_index];
+			if (t->internal) {
+				/* Moving __consumer_offsets' start would lose committed offsets. */
+				pr->error_code = KERR_INVALID_REQUEST;
+				continue;
+			}
 			/* Both tiers: the remote start moves too, so deleted records are gone from the
 			 * bucket's view as well as from the local log. */
 			int err = off < 0 || off > hw ? KERR_OFFSET_OUT_OF_RANGE

@@ -327,6 +327,15 @@ static void fetch_arr_len(struct kw *w, bool flex, int32_t n)
 
 /* Encodes one partition's answer; appends record bytes as file ranges. Returns bytes of
  * records added. budget: bytes left in the response; *first: no records added yet. */
+/* Fetch v13+ names topics by id (KIP-516), earlier versions by name. */
+static struct topic *fetch_topic(struct fetch_state *fs, const struct kmsg_fetch_request_fetch_topic *ft)
+{
+	struct broker *b = fs->q->srv->broker;
+	if (fs->q->version >= 13)
+		return broker_find_topic_id(b, ft->topic_id);
+	return ft->topic.len >= 0 ? broker_find_topic(b, ft->topic.p, (size_t)ft->topic.len) : NULL;
+}
+
 static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, struct topic *t,
 			       const struct kmsg_fetch_request_fetch_partition *fp, int64_t budget,
 			       bool *first)
@@ -336,7 +345,9 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 	int16_t err = KERR_NONE;
 	struct partition *p = NULL;
 	int64_t hw = -1, lso = -1, lstart = -1, local_start = -1;
-	if (!t || fp->partition < 0 || fp->partition >= t->n_partitions) {
+	if (!t && q->version >= 13) {
+		err = KERR_UNKNOWN_TOPIC_ID;
+	} else if (!t || fp->partition < 0 || fp->partition >= t->n_partitions) {
 		err = KERR_UNKNOWN_TOPIC_OR_PARTITION;
 	} else {
 		p = t->parts[fp->partition];
@@ -496,7 +507,6 @@ static void fetch_timer(struct uring_timer *t)
 static void fetch_park(struct fetch_state *fs)
 {
 	struct kreq *q = fs->q;
-	struct broker *b = q->srv->broker;
 	if (!fs->waiters) {
 		int32_t n = 0;
 		for (int32_t i = 0; i < fs->req.topics.len; i++)
@@ -511,11 +521,11 @@ static void fetch_park(struct fetch_state *fs)
 	for (int32_t i = 0; i < fs->req.topics.len; i++) {
 		struct kmsg_fetch_request_fetch_topic *ft = &fs->req.topics.items[i];
 		for (int32_t j = 0; j < ft->partitions.len; j++) {
-			struct partition *p = ft->topic.len >= 0
-				? broker_find_partition(b, ft->topic.p, (size_t)ft->topic.len,
-							ft->partitions.items[j].partition) : NULL;
-			if (!p)
+			struct topic *t = fetch_topic(fs, ft);
+			int32_t pi = ft->partitions.items[j].partition;
+			if (!t || pi < 0 || pi >= t->n_partitions)
 				continue;
+			struct partition *p = t->parts[pi];
 			struct fetch_waiter *fw = &fs->waiters[fs->n_waiters++];
 			fw->fs = fs;
 			fw->w.wake = fetch_wake;
@@ -535,7 +545,6 @@ static void fetch_park(struct fetch_state *fs)
 static void fetch_run(struct fetch_state *fs, bool final)
 {
 	struct kreq *q = fs->q;
-	struct broker *b = q->srv->broker;
 	bool flex = q->version >= 12;
 	struct fetch_out o;
 	chain_init(&o.c);
@@ -555,9 +564,10 @@ static void fetch_run(struct fetch_state *fs, bool final)
 	fetch_arr_len(&o.w, flex, fs->req.topics.len < 0 ? 0 : fs->req.topics.len);
 	for (int32_t i = 0; i < fs->req.topics.len; i++) {
 		struct kmsg_fetch_request_fetch_topic *ft = &fs->req.topics.items[i];
-		struct topic *t = ft->topic.len >= 0
-			? broker_find_topic(b, ft->topic.p, (size_t)ft->topic.len) : NULL;
-		if (flex)
+		struct topic *t = fetch_topic(fs, ft);
+		if (q->version >= 13)
+			kw_uuid(&o.w, ft->topic_id);
+		else if (flex)
 			kw_compact_string(&o.w, ft->topic);
 		else
 			kw_string(&o.w, ft->topic);

@@ -1090,8 +1090,9 @@ static void log_write_cb(struct uring_op *op, int res, uint32_t flags);
  * leave together, as one vectored write, when it completes. Buffered writes to ext4 are punted
  * to io-wq, which runs writes to one inode one after the other anyway: one large write instead
  * of many 16 KiB ones saves the per-write punt, wakeups and completions, and lets the page
- * cache take the data in one pass. The file is then always a prefix of what was submitted:
- * a crash cannot leave a hole inside a segment (recovery still checks for one). */
+ * cache take the data in one pass. The file is then always a prefix of what was submitted, so
+ * a killed process cannot leave a hole inside a segment (after a power loss unsynced pages may
+ * still reach the disk in any order: recovery's CRC scan, and its gap check, stay). */
 static void seg_write_start(struct log *l, struct log_seg *s)
 {
 	if (s->writes_inflight || !s->wq_n || l->failed)

@@ -25,6 +25,7 @@ if ! strata_start --set group.initial.rebalance.delay.ms=100; then
 	echo "not ok 1 - stratad starts"
 	exit 1
 fi
+raw=$(mktemp)
 {
 	timeout 300 node "$top_srcdir/t/clients_kafkajs.js" "$STRATA_BOOTSTRAP" "$mods" 2>&1
 	# @platformatic/kafka needs node >= 20.19 (Debian 12's own nodejs is 18).
@@ -33,8 +34,11 @@ fi
 	else
 		echo "ok - platformatic: skipped, node $(node --version) is older than 20.19 # SKIP"
 	fi
-	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
-} | emit
+} > "$raw"
+# stratad is a child of this shell: stop it here, not inside a pipeline's subshell.
+if strata_stop >> "$raw"; then echo "ok - clean shutdown" >> "$raw"; else echo "not ok - clean shutdown" >> "$raw"; fi
+emit < "$raw"
+rm -f "$raw"
 n=$(cat "$out")
 rm -f "$out"
 echo "1..$n"

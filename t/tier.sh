@@ -1,7 +1,7 @@
 #!/bin/sh
 # t/tier.sh -- tiered storage end to end on the default file:// bucket (<log.dirs>/../bucket):
 # cold reads identical to hot ones (kafka-python, kcat), timestamp seeks into the bucket, a
-# restart, an object store outage (strata.tier.test.fault.file) with and without a SIGKILL in
+# restart (with a scrub of planted orphan objects), an object store outage (strata.tier.test.fault.file) with and without a SIGKILL in
 # the middle, a damaged object, topic deletion. The checks live in t/tier_test.py; this script
 # drives the broker. TAP.
 . "$top_srcdir/t/lib.sh"
@@ -32,8 +32,10 @@ res="$STRATA_DIR/results"
 {
 	py hot
 	py cold
+	py scrub-plant
 	if strata_restart; then echo "ok - clean restart"; else echo "not ok - clean restart"; fi
 	py restarted
+	py scrub-check
 
 	touch "$FAULT"
 	py outage-produce
@@ -43,6 +45,8 @@ res="$STRATA_DIR/results"
 	py outage-restored
 
 	touch "$FAULT"
+	if strata_restart; then echo "ok - restart with the bucket down"; else echo "not ok - restart with the bucket down"; fi
+	py earliest-down
 	py before-kill
 	strata_kill9
 	rm -f "$FAULT"

@@ -373,6 +373,12 @@ def phase_outage_restored():
     compare_with_expected(st, kp, 'after the outage')
 
 
+def phase_earliest_down():
+    r = subprocess.run(['kcat', '-Q', '-b', bs, '-t', '%s:0:-2' % TOPIC], capture_output=True, timeout=60)
+    ok('offset 0' in r.stdout.decode(), 'bucket down at start: ListOffsets earliest is the saved '
+       'remote start: %s %s' % (r.stdout.decode().strip(), r.stderr.decode().strip()[-200:]))
+
+
 def phase_before_kill():
     st = load_state()
     end0 = manifest_end(TOPIC, 0)
@@ -451,7 +457,86 @@ def phase_delete():
     ok(wait_until(empty, 30), 'its objects and manifests are deleted from the bucket')
 
 
+def crc32c(data):
+    crc = 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+
+
+def manifest_segs(topic, part):
+    """(manifest path, start_offset, [(base, last, key stem)]) from the file:// bucket."""
+    m = glob.glob(os.path.join(BUCKET, '*', topic, '%d_*' % part, 'manifest'))
+    segs, start = [], -1
+    with open(m[0]) as f:
+        for line in f:
+            if line.startswith('start_offset='):
+                start = int(line.split('=', 1)[1])
+            if line.startswith('seg '):
+                fields = dict(kv.split('=', 1) for kv in line.split()[1:])
+                segs.append((int(fields['base']), int(fields['last']), fields['key']))
+    return m[0], start, segs
+
+
+def phase_scrub_plant():
+    """Objects no manifest refers to, planted for the scrub after the next start."""
+    st = load_state()
+    mpath, start, segs = manifest_segs(TOPIC, 0)
+    base, last, stem = next(s for s in segs if s[1] > s[0])
+    rest = stem.split('/', 1)[1]
+    ok('%08x' % crc32c(rest.encode()) == stem.split('/', 1)[0], 'key hash recomputed for %s' % stem)
+    pdir = rest.rsplit('/', 1)[0]  # <topic>/<partition>_<id8>
+
+    def key(b, ext):
+        r = '%s/%020d' % (pdir, b)  # the hash covers the stem, not the extension
+        return '%08x/%s.%s' % (crc32c(r.encode()), r, ext)
+    inside = [key(base + 1, e) for e in ('log', 'index', 'timeindex')]  # in range, not listed
+    stray = '00000000/%s/junk-object' % pdir                             # not a name strata writes
+    future = key(last + 10 ** 9, 'log')                                 # past the end: grace period
+    with open(os.path.join(BUCKET, stem + '.log'), 'rb') as f:
+        data = f.read()
+    for k in inside + [stray, future]:
+        os.makedirs(os.path.dirname(os.path.join(BUCKET, k)), exist_ok=True)
+        with open(os.path.join(BUCKET, k), 'wb') as f:
+            f.write(data)
+    st['scrub'] = {'gone': inside + [stray], 'kept': [future],
+                   'referenced': [s[2] + '.' + e for s in segs for e in ('log', 'index', 'timeindex')]}
+    save_state(st)
+    ok(True, 'planted %d orphan objects next to %d referenced ones' % (len(inside) + 2,
+                                                                        len(st['scrub']['referenced'])))
+
+
+def phase_scrub_check():
+    st = load_state()
+    sc = st['scrub']
+
+    def gone():
+        return not [k for k in sc['gone'] if os.path.exists(os.path.join(BUCKET, k))]
+    ok(wait_until(gone, 60), 'scrub at start deleted the unreferenced objects (left: %s)'
+       % [k for k in sc['gone'] if os.path.exists(os.path.join(BUCKET, k))])
+    mpath, start, segs = manifest_segs(TOPIC, 0)
+    refs = set(s[2] + '.' + e for s in segs for e in ('log', 'index', 'timeindex'))
+    missing = [k for k in refs if not os.path.exists(os.path.join(BUCKET, k))]
+    ok(not missing and refs, 'every object the manifest lists is still there (%d, missing %s)'
+       % (len(refs), missing))
+    ok(all(os.path.exists(os.path.join(BUCKET, k)) for k in sc['kept']),
+       'an unreferenced object past the manifest end stays (grace period: maybe an upload)')
+    with open(os.path.join(sdir, 'stratad.log')) as f:
+        logged = f.read()
+    for line in logged.splitlines():
+        if 'scrub' in line:
+            diag(line)
+    ok(all(k in logged for k in sc['gone']) and 'scrub deleted' in logged,
+       'each deletion is logged with its key')
+    for k in sc['kept']:
+        if os.path.exists(os.path.join(BUCKET, k)):
+            os.unlink(os.path.join(BUCKET, k))
+
+
 {'hot': phase_hot, 'cold': phase_cold, 'restarted': phase_restarted,
+ 'scrub-plant': phase_scrub_plant, 'earliest-down': phase_earliest_down, 'scrub-check': phase_scrub_check,
  'outage-produce': phase_outage_produce, 'outage-restored': phase_outage_restored,
  'before-kill': phase_before_kill, 'after-kill': phase_after_kill, 'corrupt': phase_corrupt,
  'delete': phase_delete}[phase]()

@@ -40,14 +40,29 @@
 #define TIER_WAKES_MAX 256
 #define TIER_DELETE_BATCH 64
 #define TIER_RETRY_BASE_MS 200
+/* Scrub: unreferenced objects of a partition leave the bucket (once after the manifest is loaded,
+ * then this often). Objects at or past the manifest end may be an upload's work in progress
+ * (a crashed one is redone over the same keys): they go only after staying unreferenced for the
+ * grace period, seen by two scrubs at least that far apart (LIST gives no object times). */
+#define TIER_SCRUB_INTERVAL_MS (3600 * 1000)
+#define TIER_SCRUB_GRACE_MS (3600 * 1000)
+#define TIER_SCRUB_RETRY_MS (60 * 1000)
+#define TIER_SCRUB_MAX_KEYS 1000000       /* keys of one partition looked at per scrub */
+#define TIER_SCRUB_SUSPECTS_MAX 4096
 
 enum work_kind {
-	W_NONE, W_LOAD, W_UPLOAD, W_PUBLISH, W_DELETE_OBJS, W_DELETE_ALL, W_TOPIC,
+	W_NONE, W_LOAD, W_UPLOAD, W_PUBLISH, W_DELETE_OBJS, W_DELETE_ALL, W_TOPIC, W_SCRUB,
 };
 
 struct del_key {
 	char key[MANIFEST_KEY_MAX + 16];
 	int64_t after_version;          /* deletable once this manifest version is durable */
+};
+
+/* An unreferenced object at or past the manifest end, first seen by a scrub at first_seen_ms. */
+struct scrub_suspect {
+	char key[MANIFEST_KEY_MAX + 16];
+	int64_t first_seen_ms;
 };
 
 struct topic_job {
@@ -93,6 +108,11 @@ struct tier_part {
 	int64_t retry_at_ms;
 	int failures;
 	int64_t next_retention_ms;
+
+	int64_t saved_start;            /* remote start kept in dir (-1: none): answers while loading */
+	int64_t next_scrub_ms;          /* 0: due as soon as the manifest is loaded */
+	struct scrub_suspect *suspects; /* only the thread working on the partition (busy) */
+	int32_t n_suspects;
 };
 
 struct tier {
@@ -677,9 +697,12 @@ struct work {
 	int64_t version;
 	uint64_t mseq;                  /* W_PUBLISH: the change count it covers */
 	int64_t end;                    /* W_PUBLISH: manifest end offset */
+	int64_t start;                  /* W_PUBLISH: remote start (-1: no segments) */
 	struct manifest mcopy;          /* W_DELETE_ALL */
 	char (*keys)[MANIFEST_KEY_MAX + 16];
 	int n_keys;
+	int64_t *pend;                  /* W_SCRUB: bases queued for upload */
+	int32_t n_pend;
 	/* results */
 	int rc;
 	int up;
@@ -695,6 +718,7 @@ static void part_free(struct tier_part *tp)
 	free(tp->pend);
 	free(tp->pend_bytes);
 	free(tp->dels);
+	free(tp->suspects);
 	free(tp);
 }
 
@@ -749,6 +773,25 @@ static bool pick_part_work(struct tier *t, struct tier_part *tp, int64_t now, st
 			return true;
 		}
 	}
+	/* Scrub only while the manifest in memory is the durable one with nothing queued for
+	 * deletion: objects a newer (unpublished) manifest dropped are still referenced by the
+	 * durable one, and would be missing after a crash. */
+	if (!tp->closing && !tp->dirty && tp->n_dels == 0 && now >= tp->next_scrub_ms) {
+		if (manifest_copy(&w->mcopy, &tp->m) < 0)
+			return false;
+		if (tp->n_pend) {
+			w->pend = malloc((size_t)tp->n_pend * sizeof *w->pend);
+			if (!w->pend) {
+				manifest_free(&w->mcopy);
+				return false;
+			}
+			memcpy(w->pend, tp->pend, (size_t)tp->n_pend * sizeof *w->pend);
+			w->n_pend = tp->n_pend;
+		}
+		tp->next_scrub_ms = now + TIER_SCRUB_INTERVAL_MS;
+		w->kind = W_SCRUB;
+		return true;
+	}
 	/* Pending segments the manifest already covers were uploaded before (reconciliation). */
 	int64_t end = manifest_end_offset(&tp->m);
 	while (tp->n_pend && tp->m.n_segs && tp->pend[0] < end)
@@ -768,6 +811,7 @@ static bool pick_part_work(struct tier *t, struct tier_part *tp, int64_t now, st
 		w->version = tp->m.version;
 		w->mseq = tp->mseq;
 		w->end = manifest_end_offset(&tp->m);
+		w->start = tp->m.n_segs ? tp->m.start_offset : -1;
 		w->kind = W_PUBLISH;
 		return true;
 	}
@@ -870,6 +914,225 @@ static void do_topic_work(struct tier *t, struct work *w)
 	free(buf);
 }
 
+/* --- scrub (upload thread; the partition is busy, so no upload of it is under way) ------------ */
+
+struct scrub_list {
+	const char *rest_prefix;        /* "<topic>/<partition>_<id8>/" */
+	size_t rest_len;
+	char (*keys)[MANIFEST_KEY_MAX + 16];
+	int32_t n, cap;
+	int rc;
+};
+
+static int scrub_collect(void *ctx, const char *key, int64_t size)
+{
+	(void)size;
+	struct scrub_list *sl = ctx;
+	/* "<h8>/<rest>": the hash spreads one partition's keys over the whole bucket. */
+	if (strlen(key) < 9 || key[8] != '/' || strspn(key, "0123456789abcdef") != 8 ||
+	    strncmp(key + 9, sl->rest_prefix, sl->rest_len) != 0)
+		return 0;
+	if (strlen(key) >= sizeof sl->keys[0])
+		return 0; /* never one of ours */
+	if (sl->n == TIER_SCRUB_MAX_KEYS) {
+		sl->rc = -E2BIG;
+		return 1;
+	}
+	if (sl->n == sl->cap) {
+		int32_t nc = sl->cap ? sl->cap * 2 : 64;
+		void *nk = realloc(sl->keys, (size_t)nc * sizeof sl->keys[0]);
+		if (!nk) {
+			sl->rc = -ENOMEM;
+			return 1;
+		}
+		sl->keys = nk;
+		sl->cap = nc;
+	}
+	snprintf(sl->keys[sl->n++], sizeof sl->keys[0], "%s", key);
+	return 0;
+}
+
+/* Parses "<20 digits>.log|.index|.timeindex"; *ext_out points into name. */
+static bool scrub_parse_name(const char *name, int64_t *base, const char **ext_out)
+{
+	if (strspn(name, "0123456789") != 20 || name[20] != '.')
+		return false;
+	const char *ext = name + 21;
+	if (strcmp(ext, "log") != 0 && strcmp(ext, "index") != 0 && strcmp(ext, "timeindex") != 0)
+		return false;
+	char digits[21];
+	memcpy(digits, name, 20);
+	digits[20] = 0;
+	errno = 0;
+	unsigned long long v = strtoull(digits, NULL, 10);
+	if (errno || v > (unsigned long long)INT64_MAX)
+		return false;
+	*base = (int64_t)v;
+	*ext_out = ext;
+	return true;
+}
+
+static bool scrub_pending(const struct work *w, int64_t base)
+{
+	for (int32_t i = 0; i < w->n_pend; i++)
+		if (w->pend[i] == base)
+			return true;
+	return false;
+}
+
+static bool scrub_referenced(const struct manifest *m, int64_t base, const char *stem)
+{
+	int32_t i = manifest_find(m, base);
+	return i < m->n_segs && m->segs[i].base_offset == base && strcmp(m->segs[i].key, stem) == 0;
+}
+
+/* Lists the partition's keys and deletes what no manifest refers to: segment objects below the
+ * remote start or inside the manifest's range but not listed (no upload writes there), names
+ * strata never writes, and objects past the end that stayed unreferenced for the grace period.
+ * w->n_keys counts the deletions. */
+static void do_scrub(struct tier *t, struct work *w)
+{
+	struct tier_part *tp = w->tp;
+	const struct manifest *m = &w->mcopy;
+	char rest[MANIFEST_KEY_MAX];
+	ST_ASSERT(strlen(w->mkey) > 9 && strlen(w->mkey) < sizeof rest);
+	snprintf(rest, sizeof rest, "%s", w->mkey + 9);
+	char *slash = strrchr(rest, '/');
+	ST_ASSERT(slash && strcmp(slash, "/manifest") == 0);
+	slash[1] = 0;
+	struct scrub_list sl = { .rest_prefix = rest, .rest_len = strlen(rest) };
+	w->rc = fault(t);
+	if (w->rc == 0) {
+		int rc = objstore_list(t->os, "", scrub_collect, &sl);
+		w->rc = sl.rc ? sl.rc : rc < 0 ? rc : 0;
+	}
+	if (w->rc < 0) {
+		snprintf(w->why, sizeof w->why, "LIST: %.120s", strerror(-w->rc));
+		free(sl.keys);
+		return;
+	}
+	int64_t now = st_now_ms(), end = manifest_end_offset(m);
+	struct scrub_suspect *seen = NULL;
+	int32_t n_seen = 0;
+	int kept = 0;
+	for (int32_t k = 0; k < sl.n; k++) {
+		const char *key = sl.keys[k], *name = key + 9 + sl.rest_len, *ext = NULL;
+		const char *reason = NULL;
+		int64_t base = -1;
+		char stem[MANIFEST_KEY_MAX], want[MANIFEST_KEY_MAX + 16];
+		if (strcmp(key, w->mkey) == 0)
+			continue;
+		if (!scrub_parse_name(name, &base, &ext) ||
+		    manifest_key_stem(stem, sizeof stem, w->topic, w->id, w->partition, base) < 0 ||
+		    manifest_key_object(want, sizeof want, stem, ext) < 0 || strcmp(want, key) != 0) {
+			reason = "not an object name strata writes";
+		} else if (scrub_referenced(m, base, stem)) {
+			kept++;
+			continue;
+		} else if (base < m->start_offset) {
+			reason = "segment below the remote log start";
+		} else if (base < end) {
+			reason = "segment inside the manifest's range but not listed";
+		} else if (scrub_pending(w, base)) {
+			continue; /* queued for upload: it is rewritten then */
+		} else {
+			int64_t first = now;
+			for (int32_t i = 0; i < tp->n_suspects; i++)
+				if (strcmp(tp->suspects[i].key, key) == 0) {
+					first = tp->suspects[i].first_seen_ms;
+					break;
+				}
+			if (now - first >= TIER_SCRUB_GRACE_MS) {
+				reason = "unreferenced past the manifest end for longer than the grace period";
+			} else {
+				if (!seen)
+					seen = calloc(TIER_SCRUB_SUSPECTS_MAX, sizeof *seen);
+				if (seen && n_seen < TIER_SCRUB_SUSPECTS_MAX) {
+					snprintf(seen[n_seen].key, sizeof seen[n_seen].key, "%s", key);
+					seen[n_seen++].first_seen_ms = first;
+				}
+				continue;
+			}
+		}
+		int rc = os_delete(t, key);
+		if (rc < 0) {
+			if (w->rc == 0) {
+				w->rc = rc;
+				snprintf(w->why, sizeof w->why, "DELETE %.300s: %.120s", key, strerror(-rc));
+			}
+			continue;
+		}
+		w->n_keys++;
+		slog_info("tier", "topic=%s partition=%d: scrub deleted %s: %s", w->topic, w->partition,
+			  key, reason);
+	}
+	/* Only suspects still there carry their first sighting forward. */
+	free(tp->suspects);
+	tp->suspects = seen;
+	tp->n_suspects = n_seen;
+	slog_debug("tier", "topic=%s partition=%d: scrub: %d object(s) referenced, %d deleted, %d "
+		   "watched", w->topic, w->partition, kept, w->n_keys, (int)n_seen);
+	free(sl.keys);
+}
+
+/* --- the remote start kept in the partition directory -------------------------------------- */
+
+#define TIER_SAVED_NAME "tier-remote-start"
+
+/* Writes "<start> <end>\n" atomically (temp, fsync, rename, fsync of the directory) so that a
+ * start with the bucket down still reports the remote log start. Upload thread. */
+static int save_remote_start(const char *dir, int64_t start, int64_t end)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], line[64];
+	int n = snprintf(line, sizeof line, "%" PRId64 " %" PRId64 "\n", start, end);
+	if (snprintf(path, sizeof path, "%s/" TIER_SAVED_NAME, dir) >= (int)sizeof path ||
+	    snprintf(tmp, sizeof tmp, "%s/." TIER_SAVED_NAME ".tmp", dir) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	if (write(fd, line, (size_t)n) != n || fsync(fd) < 0)
+		rc = errno ? -errno : -EIO;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) < 0)
+			rc = -errno;
+		close(dfd);
+	}
+	return rc;
+}
+
+/* The saved remote start, or -1 (none, or not a well-formed file). */
+static int64_t load_remote_start(const char *dir)
+{
+	char path[PATH_MAX], buf[64];
+	if (snprintf(path, sizeof path, "%s/" TIER_SAVED_NAME, dir) >= (int)sizeof path)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	long long start, end;
+	char nl;
+	if (sscanf(buf, "%lld %lld%c", &start, &end, &nl) != 3 || nl != '\n' || start < -1 ||
+	    end < start)
+		return -1;
+	return (int64_t)start;
+}
+
 static void do_work(struct tier *t, struct work *w)
 {
 	switch (w->kind) {
@@ -913,8 +1176,14 @@ static void do_work(struct tier *t, struct work *w)
 		break;
 	case W_PUBLISH:
 		w->rc = os_put(t, w->mkey, w->buf, w->len);
-		if (w->rc < 0)
+		if (w->rc < 0) {
 			snprintf(w->why, sizeof w->why, "PUT %.300s: %.120s", w->mkey, strerror(-w->rc));
+		} else {
+			int src = save_remote_start(w->dir, w->start, w->end);
+			if (src < 0)
+				slog_warn("tier", "topic=%s partition=%d: cannot save the remote start in %s: %s",
+					  w->topic, w->partition, w->dir, strerror(-src));
+		}
 		break;
 	case W_DELETE_OBJS:
 		for (int i = 0; i < w->n_keys && w->rc == 0; i++) {
@@ -922,6 +1191,9 @@ static void do_work(struct tier *t, struct work *w)
 			if (w->rc < 0)
 				snprintf(w->why, sizeof w->why, "DELETE %.300s: %.120s", w->keys[i], strerror(-w->rc));
 		}
+		break;
+	case W_SCRUB:
+		do_scrub(t, w);
 		break;
 	case W_DELETE_ALL: {
 		/* The manifest first: from then on nothing refers to the objects. */
@@ -1069,6 +1341,16 @@ static void finish_work(struct tier *t, struct work *w)
 				}
 		t->st.objects_deleted += w->n_keys;
 		break;
+	case W_SCRUB:
+		t->st.objects_deleted += w->n_keys; /* n_keys: objects the scrub deleted */
+		if (w->rc < 0) {
+			/* Not a backoff: uploads go on; the scrub is tried again later. */
+			t->st.upload_errors++;
+			snprintf(t->last_err, sizeof t->last_err, "%.300s", w->why);
+			slog_warn("tier", "topic=%s partition=%d: scrub: %s", tp->topic, tp->partition, w->why);
+			tp->next_scrub_ms = st_now_ms() + TIER_SCRUB_RETRY_MS;
+		}
+		break;
 	case W_DELETE_ALL:
 		if (w->rc < 0) {
 			t->st.upload_errors++;
@@ -1086,6 +1368,7 @@ static void finish_work(struct tier *t, struct work *w)
 		tp->busy = false;
 	free(w->buf);
 	free(w->keys);
+	free(w->pend);
 	manifest_free(&w->mcopy);
 }
 
@@ -1360,6 +1643,7 @@ int tier_part_open(struct tier *t, const char *topic, const uint8_t topic_id[16]
 	tp->pc = *pc;
 	manifest_init(&tp->m, topic, topic_id, partition);
 	tp->local_start = -1;
+	tp->saved_start = load_remote_start(dir);
 	scan_closed(tp); /* tp is not shared yet: no lock while listing the directory */
 	pthread_mutex_lock(&t->lock);
 	tp->next = t->parts;
@@ -1430,7 +1714,9 @@ int64_t tier_part_start_offset(struct tier_part *tp)
 {
 	struct tier *t = tp->t;
 	pthread_mutex_lock(&t->lock);
-	int64_t r = tp->loaded && tp->m.n_segs ? tp->m.start_offset : -1;
+	/* Until the bucket's manifest is read (the bucket may be down), the start saved with the
+	 * last published manifest answers: ListOffsets EARLIEST need not wait. */
+	int64_t r = !tp->loaded ? tp->saved_start : tp->m.n_segs ? tp->m.start_offset : -1;
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
@@ -1439,7 +1725,9 @@ bool tier_part_loading(struct tier_part *tp)
 {
 	struct tier *t = tp->t;
 	pthread_mutex_lock(&t->lock);
-	bool r = !tp->loaded;
+	/* A saved remote start bounds what the bucket holds: the start is answered from it, and
+	 * reads above it still wait in tier_read (TIER_PENDING) until the manifest is loaded. */
+	bool r = !tp->loaded && tp->saved_start < 0;
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }

@@ -73,10 +73,12 @@ bool tier_part_deletable(struct tier_part *tp, int64_t base_offset);
 void tier_part_note_local(struct tier_part *tp, int64_t local_start, int64_t local_bytes);
 
 /* Remote log start (the partition's reported log start when below the local one), or -1 when
- * the bucket holds nothing of it (or its manifest is not loaded yet). */
+ * the bucket holds nothing of it. Until the manifest is loaded: the start saved in the partition
+ * directory ("tier-remote-start", written atomically with each published manifest), or -1. */
 int64_t tier_part_start_offset(struct tier_part *tp);
-/* True while the manifest has not been read from the bucket yet (reads below the local start
- * then wait). */
+/* True while the manifest has not been read from the bucket yet and no remote start was saved
+ * in the partition directory by an earlier run (reads below the local start then wait; with a
+ * saved start, tier_part_start_offset answers from it and tier_read returns TIER_PENDING). */
 bool tier_part_loading(struct tier_part *tp);
 /* DeleteRecords below the local log start: the remote start moves up, whole remote segments
  * below it leave the manifest and then the bucket. */

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# t/tier_test.py -- tiered storage against a running stratad (driven by t/tier.sh, which starts,
+# t/tier_test.py -- tiered storage against a running stratad (driven by t/tier_e2e.sh, which starts,
 # kills and restarts the broker): records produced with confluent-kafka and kcat go to a topic
 # with tiny segments; once the local copies are gone (local retention), kafka-python and kcat
 # read every record back from the bucket identical to what they read while it was hot (offset,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# t/tier.sh -- tiered storage end to end on the default file:// bucket (<log.dirs>/../bucket):
+# t/tier_e2e.sh -- tiered storage end to end on the default file:// bucket (<log.dirs>/../bucket):
 # cold reads identical to hot ones (kafka-python, kcat), timestamp seeks into the bucket, a
 # restart (with a scrub of planted orphan objects), an object store outage (strata.tier.test.fault.file) with and without a SIGKILL in
 # the middle, a damaged object, topic deletion. The checks live in t/tier_test.py; this script

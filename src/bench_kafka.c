@@ -35,6 +35,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "strata/bench.h"
 #include "strata/bench_kafka.h"
 #include "strata/common.h"
 
@@ -242,72 +243,6 @@ static void bk_cpu_done(const struct bk_cpu *a, pid_t broker, struct bk_result *
 
 /* ---- child processes ------------------------------------------------------------------------ */
 
-/* Runs argv (NULL-terminated), returns its stdout (malloc'd, NUL-terminated) if it exits 0. */
-static char *bk_run_capture(char *const argv[])
-{
-	int pfd[2];
-	if (pipe(pfd) != 0)
-		return NULL;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return NULL;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		close(pfd[1]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0, cap = 1 << 16;
-	char *out = malloc(cap);
-	while (out) {
-		if (len + 1 == cap) {
-			char *grown = realloc(out, cap * 2);
-			if (!grown) {
-				free(out);
-				out = NULL;
-				break;
-			}
-			out = grown;
-			cap *= 2;
-		}
-		ssize_t r = read(pfd[0], out + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(pfd[0]);
-	int st = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!out)
-		return NULL;
-	out[len] = 0;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		free(out);
-		return NULL;
-	}
-	return out;
-}
-
-/* The integer after `"key" :` in s, or -1. */
-static int64_t bk_json_i64(const char *s, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\"", key);
-	const char *p = strstr(s, pat);
-	if (!p)
-		return -1;
-	p = strchr(p + strlen(pat), ':');
-	return p ? strtoll(p + 1, NULL, 10) : -1;
-}
-
 /* fio sequential write (1 MiB buffered writes, fsync at the end, which fio counts in the
  * runtime): the bandwidth a log that fsyncs before it acknowledges can hope for. */
 static double bk_fio_mb_s(const char *dir, const char *size)
@@ -318,7 +253,7 @@ static double bk_fio_mb_s(const char *dir, const char *size)
 	char *argv[] = { "fio", a_dir, "--name=strata-bench-kafka-fio", "--rw=write", "--bs=1M",
 			 a_size, "--ioengine=psync", "--direct=0", "--end_fsync=1",
 			 "--output-format=json", NULL };
-	char *out = bk_run_capture(argv);
+	char *out = bench_run_capture(argv);
 	/* fio leaves its data file behind: <name>.<job>.<file> */
 	DIR *d = opendir(dir);
 	if (d) {
@@ -337,8 +272,8 @@ static double bk_fio_mb_s(const char *dir, const char *size)
 	double mb_s = -1;
 	const char *w = strstr(out, "\"write\" : {"); /* the job's write stats, not the rw option */
 	if (w) {
-		int64_t bytes = bk_json_i64(w, "io_bytes");
-		int64_t ms = bk_json_i64(w, "runtime");
+		int64_t bytes = bench_json_i64(w, "io_bytes");
+		int64_t ms = bench_json_i64(w, "runtime");
 		if (bytes > 0 && ms > 0)
 			mb_s = (double)bytes / 1e6 / ((double)ms / 1000.0);
 	}

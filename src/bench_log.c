@@ -192,8 +192,7 @@ struct fio_result {
 	char what[96];
 };
 
-/* Runs fio with args (NULL-terminated), returns its stdout (malloc'd) or NULL. */
-static char *run_capture(char *const argv[])
+char *bench_run_capture(char *const argv[])
 {
 	int pfd[2];
 	if (pipe(pfd) != 0)
@@ -246,8 +245,7 @@ static char *run_capture(char *const argv[])
 	return out;
 }
 
-/* The number after "key" : in s, or -1. */
-static int64_t json_i64_after(const char *s, const char *key)
+int64_t bench_json_i64(const char *s, const char *key)
 {
 	char pat[64];
 	snprintf(pat, sizeof(pat), "\"%s\"", key);
@@ -277,7 +275,7 @@ static struct fio_result fio_run(const char *dir, const char *what, const char *
 	char *argv[] = { "fio", a_dir, a_name, "--rw=write", a_bs, a_size, a_jobs, a_eng,
 			 "--direct=0", "--end_fsync=1", a_sync, "--group_reporting",
 			 "--output-format=json", NULL };
-	char *out = run_capture(argv);
+	char *out = bench_run_capture(argv);
 	/* fio leaves its data files: <name>.<job>.<file> */
 	DIR *d = opendir(dir);
 	if (d) {
@@ -296,8 +294,8 @@ static struct fio_result fio_run(const char *dir, const char *what, const char *
 		return r;
 	const char *w = strstr(out, "\"write\" : {"); /* not the "rw" : "write" option */
 	if (w) {
-		int64_t bytes = json_i64_after(w, "io_bytes");
-		int64_t ms = json_i64_after(w, "runtime"); /* includes end_fsync */
+		int64_t bytes = bench_json_i64(w, "io_bytes");
+		int64_t ms = bench_json_i64(w, "runtime"); /* includes end_fsync */
 		if (bytes > 0 && ms > 0) {
 			r.ok = true;
 			r.runtime_s = (double)ms / 1000.0;

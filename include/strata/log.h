@@ -105,7 +105,8 @@ struct log_append {
  * exact rules and the few stricter-than-Kafka answers), assigns offsets and submits the write.
  * Returns KERR_NONE (done will run later) or the Kafka error (nothing written, done never
  * runs): KERR_CORRUPT_MESSAGE, KERR_MESSAGE_TOO_LARGE, KERR_INVALID_RECORD,
- * KERR_INVALID_TIMESTAMP, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT, KERR_KAFKA_STORAGE_ERROR. */
+ * KERR_INVALID_TIMESTAMP, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT, KERR_KAFKA_STORAGE_ERROR,
+ * KERR_UNKNOWN_SERVER_ERROR (out of memory). */
 int log_append(struct log *l, struct log_append *a);
 
 /* Closed segments keep their .log fd and index mappings open only while among the log's

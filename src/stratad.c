@@ -2,6 +2,7 @@
  * one io_uring reactor, handles SIGTERM (clean shutdown) and SIGHUP (reload). */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,6 +178,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* Request frames are malloc'd per request (a Produce frame is written to disk straight
+	 * from it). glibc would mmap/munmap every frame over 128 KiB and trim the heap after each,
+	 * so each frame costs fresh page faults (14% of the broker's CPU at ~540 MB/s produce);
+	 * keeping them on the heap reuses the pages. */
+	mallopt(M_MMAP_THRESHOLD, 128 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	char why[1024];
 	if (load_config(&d, &d.conf, why, sizeof why) < 0) {
 		slog_error("stratad", "bad configuration: %s", why);

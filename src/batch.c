@@ -1,6 +1,7 @@
-/* batch.c -- RecordBatch v2 parsing, validation of producer batches and in-place rewrites.
- * Owns no state and does no I/O. Validation mirrors Kafka's UnifiedLog.analyzeAndValidateRecords
- * + LogValidator (client origin) in what it checks, in which order, and which error it answers:
+/* batch.c -- RecordBatch v2 parsing, validation of producer batches, in-place rewrites and
+ * recompression into a topic's codec. Owns no state and does no I/O. Validation mirrors Kafka's
+ * UnifiedLog.analyzeAndValidateRecords + LogValidator (client origin) in what it checks, in
+ * which order, and which error it answers:
  *   base offset != 0 -> INVALID_RECORD; size > max.message.bytes -> MESSAGE_TOO_LARGE; size
  *   below the 61-byte overhead or CRC-32C mismatch -> CORRUPT_MESSAGE; lastOffsetDelta + 1 vs
  *   recordCount, count <= 0, control batch, producer id without a sequence -> INVALID_RECORD;
@@ -15,9 +16,13 @@
  *   - inner offset deltas must be 0..n-1 (Kafka re-encodes the batch instead), INVALID_RECORD;
  *   - an unknown codec id (5..7) is CORRUPT_MESSAGE (Kafka fails with an unknown server error);
  *   - a compressed batch that cannot be inflated is CORRUPT_MESSAGE.
+ * Recompression (batch_recompress) keeps the producer's records byte for byte where Kafka's
+ * MemoryRecordsBuilder re-encodes them: the same bytes for every client we know (they write
+ * baseTimestamp = the first record's, record attributes 0).
  * Like Kafka, the leader epoch and base offset fields are outside the CRC. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "strata/batch.h"
 #include "strata/common.h"
@@ -284,8 +289,10 @@ static int check_records(const uint8_t *recs, size_t len, const struct batch_hdr
 	return KERR_NONE;
 }
 
-int batch_validate(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
-		   struct batch_info *out)
+/* The checks of batch_validate up to the records: lengths, magic, base offset, size, CRC, count,
+ * control bit, sequence, codec id. Fills *out (records not yet walked). */
+static int validate_header(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
+			   struct batch_info *out)
 {
 	/* Kafka silently drops a trailing partial batch (and appends nothing when that is all
 	 * there is); we reject it: a producer never sends one, so it is corruption. */
@@ -318,19 +325,41 @@ int batch_validate(const uint8_t *p, size_t avail, const struct batch_validate_o
 		return KERR_INVALID_RECORD; /* clients may not write control records */
 	if (h.producer_id >= 0 && h.base_sequence < 0)
 		return KERR_INVALID_RECORD;
+	if (batch_codec(&h) > COMPRESS_ZSTD)
+		return KERR_CORRUPT_MESSAGE; /* Kafka: unknown compression type id */
 
 	out->h = h;
 	out->size = size;
 	out->max_timestamp = h.max_timestamp;
 	out->records_checked = false;
+	return KERR_NONE;
+}
 
-	const uint8_t *recs = p + BATCH_HDR_SIZE;
-	size_t recs_len = size - BATCH_HDR_SIZE;
-	int codec = batch_codec(&h);
-	if (codec > COMPRESS_ZSTD)
-		return KERR_CORRUPT_MESSAGE; /* Kafka: unknown compression type id */
-	if (codec == COMPRESS_NONE) {
-		int rc = check_records(recs, recs_len, &h, o, &out->max_timestamp);
+/* Inflates a compressed batch's records section: KERR_NONE (*buf malloc'd), CORRUPT_MESSAGE
+ * (undecodable, or past the decompression-bomb guard), or -ENOMEM (not a Kafka error: the
+ * callers decide). */
+static int inflate_records(const uint8_t *p, const struct batch_info *bi,
+			   const struct batch_validate_opts *o, uint8_t **buf, size_t *buf_len)
+{
+	size_t max_out = o->inflate_max_bytes ? o->inflate_max_bytes : (size_t)256 << 20;
+	int rc = compress_inflate(batch_codec(&bi->h), p + BATCH_HDR_SIZE, bi->size - BATCH_HDR_SIZE,
+				  max_out, buf, buf_len);
+	if (rc == 0)
+		return KERR_NONE;
+	free(*buf);
+	*buf = NULL;
+	return rc == -ENOMEM ? -ENOMEM : KERR_CORRUPT_MESSAGE;
+}
+
+int batch_validate(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
+		   struct batch_info *out)
+{
+	int rc = validate_header(p, avail, o, out);
+	if (rc != KERR_NONE)
+		return rc;
+	const struct batch_hdr *h = &out->h;
+	if (batch_codec(h) == COMPRESS_NONE) {
+		rc = check_records(p + BATCH_HDR_SIZE, out->size - BATCH_HDR_SIZE, h, o, &out->max_timestamp);
 		if (rc != KERR_NONE)
 			return rc;
 		out->records_checked = true;
@@ -339,27 +368,199 @@ int batch_validate(const uint8_t *p, size_t avail, const struct batch_validate_o
 	if (o->inflate_compressed) {
 		uint8_t *buf = NULL;
 		size_t buf_len = 0;
-		size_t max_out = o->inflate_max_bytes ? o->inflate_max_bytes : (size_t)256 << 20;
-		int rc = compress_inflate(codec, recs, recs_len, max_out, &buf, &buf_len);
-		if (rc == 0) {
-			rc = check_records(buf, buf_len, &h, o, &out->max_timestamp);
+		rc = inflate_records(p, out, o, &buf, &buf_len);
+		if (rc == KERR_NONE) {
+			rc = check_records(buf, buf_len, h, o, &out->max_timestamp);
 			free(buf);
 			if (rc != KERR_NONE)
 				return rc;
 			out->records_checked = true;
 			return KERR_NONE;
 		}
-		free(buf);
 		if (rc != -ENOMEM)
-			return KERR_CORRUPT_MESSAGE;
+			return rc;
 		/* Out of memory is not the producer's fault: fall back to header checks. */
 	}
 	/* Header-level only: the base and max timestamps stand for the records' (Kafka checks
 	 * every record; a compressed batch whose inner timestamps lie outside [base, max] can
 	 * slip through here). */
-	bool lat = batch_is_log_append_time(&h);
-	if (check_record_ts(o, lat, lat ? h.max_timestamp : h.base_timestamp) != KERR_NONE ||
-	    check_record_ts(o, lat, h.max_timestamp) != KERR_NONE)
+	bool lat = batch_is_log_append_time(h);
+	if (check_record_ts(o, lat, lat ? h->max_timestamp : h->base_timestamp) != KERR_NONE ||
+	    check_record_ts(o, lat, h->max_timestamp) != KERR_NONE)
 		return KERR_INVALID_TIMESTAMP;
+	return KERR_NONE;
+}
+
+/* --- recompression (topic compression.type) ------------------------------------------------- */
+
+/* snappy-java's stream format (SnappyOutputStream), what Kafka's Java broker and producer write:
+ * the 8-byte magic, version 1 and min-compatible version 1 as int32 BE, then blocks of at most
+ * 32 KiB input, each [int32 BE compressed length][raw snappy block]. Every Kafka client reads it
+ * (librdkafka, kafka-python, franz-go, Sarama, KafkaJS, Java). Only the framing lives here:
+ * each block is compress.c's raw snappy. (It belongs in compress.c once that module offers a
+ * framed form; compress_deflate writes raw snappy, as librdkafka does.) */
+#define XERIAL_BLOCK_BYTES 32768
+
+static int append_bytes(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, size_t n)
+{
+	if (n > *cap - *len) {
+		size_t want = *cap ? *cap : 4096;
+		while (want - *len < n) {
+			if (want > SIZE_MAX / 2)
+				return -ENOMEM;
+			want *= 2;
+		}
+		uint8_t *nb = realloc(*buf, want);
+		if (!nb)
+			return -ENOMEM;
+		*buf = nb;
+		*cap = want;
+	}
+	memcpy(*buf + *len, p, n);
+	*len += n;
+	return 0;
+}
+
+static int snappy_xerial_deflate(const uint8_t *in, size_t in_len, size_t reserve, uint8_t **out,
+				 size_t *out_len)
+{
+	static const uint8_t header[16] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0,
+					    0, 0, 0, 1, 0, 0, 0, 1 };
+	/* A first guess (snappy halves record data about) that realloc corrects when wrong. */
+	size_t cap = reserve + sizeof header + in_len / 2 + 4096, len = 0;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	/* reserve: room left in front for the caller's batch header */
+	int rc = 0;
+	if (reserve > 0) {
+		static const uint8_t zeros[BATCH_HDR_SIZE];
+		ST_ASSERT(reserve <= sizeof zeros);
+		rc = append_bytes(&buf, &len, &cap, zeros, reserve);
+	}
+	if (rc == 0)
+		rc = append_bytes(&buf, &len, &cap, header, sizeof header);
+	/* Bounded: in_len / 32 KiB blocks. */
+	for (size_t pos = 0; rc == 0 && pos < in_len;) {
+		size_t n = ST_MIN(in_len - pos, (size_t)XERIAL_BLOCK_BYTES);
+		uint8_t *blk = NULL, be[4];
+		size_t blk_len = 0;
+		rc = compress_deflate(COMPRESS_SNAPPY, 0, in + pos, n, &blk, &blk_len);
+		if (rc == 0 && blk_len > INT32_MAX)
+			rc = -EINVAL;
+		if (rc == 0) {
+			st_put_be32(be, (uint32_t)blk_len);
+			rc = append_bytes(&buf, &len, &cap, be, sizeof be);
+		}
+		if (rc == 0)
+			rc = append_bytes(&buf, &len, &cap, blk, blk_len);
+		free(blk);
+		pos += n;
+	}
+	if (rc != 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+/* A new batch's buffer: room for the 61-byte header (the caller writes it), then body. */
+static uint8_t *prefix_header(const uint8_t *body, size_t body_len)
+{
+	if (body_len > SIZE_MAX - BATCH_HDR_SIZE)
+		return NULL;
+	uint8_t *b = malloc(BATCH_HDR_SIZE + body_len);
+	if (b && body_len)
+		memcpy(b + BATCH_HDR_SIZE, body, body_len);
+	return b;
+}
+
+int batch_recompress(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
+		     int target_codec, int level, uint8_t **out, size_t *out_len)
+{
+	ST_ASSERT(out && out_len);
+	*out = NULL;
+	*out_len = 0;
+	if (target_codec < COMPRESS_NONE || target_codec > COMPRESS_ZSTD)
+		return KERR_UNKNOWN_SERVER_ERROR; /* a broker bug, not the producer's */
+	if (avail >= BATCH_OFF_ATTRIBUTES + 2 &&
+	    (st_be16(p + BATCH_OFF_ATTRIBUTES) & BATCH_ATTR_CODEC_MASK) == target_codec)
+		return KERR_NONE; /* already stored as the topic wants: the log validates it */
+
+	struct batch_info bi;
+	int rc = validate_header(p, avail, o, &bi);
+	if (rc != KERR_NONE)
+		return rc;
+	const uint8_t *recs = p + BATCH_HDR_SIZE;
+	size_t recs_len = bi.size - BATCH_HDR_SIZE;
+	uint8_t *inflated = NULL;
+	if (batch_codec(&bi.h) != COMPRESS_NONE) {
+		rc = inflate_records(p, &bi, o, &inflated, &recs_len);
+		if (rc == -ENOMEM)
+			return KERR_UNKNOWN_SERVER_ERROR;
+		if (rc != KERR_NONE)
+			return rc;
+		recs = inflated;
+	}
+	/* The same record walk as batch_validate: a batch gets the same answer whatever the
+	 * topic's compression.type, and nothing malformed is re-encoded. */
+	rc = check_records(recs, recs_len, &bi.h, o, &bi.max_timestamp);
+	if (rc != KERR_NONE) {
+		free(inflated);
+		return rc;
+	}
+
+	/* The records are kept byte for byte (attributes, timestamp and offset deltas, keys,
+	 * values, headers): only the codec of the section around them changes. */
+	uint8_t *b = NULL;
+	size_t body_len = 0;
+	size_t max_size = (size_t)(o->max_message_bytes < 0 ? 0 : o->max_message_bytes);
+	if (target_codec == COMPRESS_NONE) {
+		if (recs_len > max_size || max_size - recs_len < BATCH_HDR_SIZE) {
+			free(inflated);
+			return KERR_MESSAGE_TOO_LARGE;
+		}
+		b = prefix_header(recs, recs_len);
+		body_len = recs_len;
+	} else if (target_codec == COMPRESS_SNAPPY) {
+		size_t n;
+		rc = snappy_xerial_deflate(recs, recs_len, BATCH_HDR_SIZE, &b, &n);
+		b = rc == 0 ? b : NULL;
+		body_len = rc == 0 ? n - BATCH_HDR_SIZE : 0;
+	} else {
+		uint8_t *c = NULL;
+		rc = compress_deflate(target_codec, level, recs, recs_len, &c, &body_len);
+		if (rc == -EINVAL) {
+			free(inflated);
+			return KERR_UNKNOWN_SERVER_ERROR; /* bad level: the broker's config, not the batch */
+		}
+		b = rc == 0 ? prefix_header(c, body_len) : NULL;
+		free(c);
+	}
+	free(inflated);
+	if (!b)
+		return KERR_UNKNOWN_SERVER_ERROR; /* out of memory */
+	size_t size = BATCH_HDR_SIZE + body_len;
+	/* Kafka re-checks the size after recompression (RecordTooLargeException). */
+	if (size > max_size || size - BATCH_LOG_OVERHEAD > INT32_MAX) {
+		free(b);
+		return KERR_MESSAGE_TOO_LARGE;
+	}
+
+	memcpy(b, p, BATCH_HDR_SIZE);
+	st_put_be32(b + BATCH_OFF_LENGTH, (uint32_t)(size - BATCH_LOG_OVERHEAD));
+	/* Kafka's rebuilt batch has the topic's timestamp type (the log sets LogAppendTime) and the
+	 * max timestamp of the records; a producer's LogAppendTime bit that validation let through
+	 * (CreateTime topic) is cleared as the in-place path clears it. */
+	uint16_t attrs = (uint16_t)bi.h.attributes;
+	attrs &= (uint16_t)~(BATCH_ATTR_CODEC_MASK | BATCH_ATTR_LOG_APPEND_TIME);
+	attrs |= (uint16_t)target_codec;
+	st_put_be16(b + BATCH_OFF_ATTRIBUTES, attrs);
+	st_put_be64(b + BATCH_OFF_MAX_TIMESTAMP, (uint64_t)bi.max_timestamp);
+	st_put_be32(b + BATCH_OFF_CRC, batch_compute_crc(b, size));
+	*out = b;
+	*out_len = size;
 	return KERR_NONE;
 }

@@ -1,14 +1,28 @@
 /* broker.c -- topics and their partitions' logs, topic metadata files, cluster identity.
  * Persists under log.dirs: meta.properties (cluster id), __strata/<topic>.topic (id, partition
  * count, settings), and <topic>-<n>/ partition directories owned by the log engine.
- * Does not speak the wire protocol and does not decide anything about clients. */
+ * Does not speak the wire protocol and does not decide anything about clients.
+ *
+ * Threads: everything runs on the reactor except the topic worker (one thread), which does the
+ * blocking part of creating, growing and deleting topics (and reading the bucket for a
+ * restore). A job is built on the reactor (name reserved, settings and the broker config
+ * copied), touched only by the worker while queued or running, and finished on the reactor
+ * after the worker posts it to the done list and kicks an eventfd read on the ring. The worker
+ * touches no reactor state: it opens logs (log_open touches no ring), pstate and tier parts
+ * (tier.c locks) for partitions nobody else sees yet, and writes or removes files of names
+ * the reactor reserved for it.
+ *
+ * Test hook: with STRATA_TEST_TOPIC_GATE=<path> in the environment, the worker waits before
+ * each job while <path> exists (so tests can hold an operation in flight). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -22,6 +36,56 @@
 #include "../tier/tier.h"
 
 #define META_SUBDIR "__strata"
+#define JOBS_BUCKETS 256
+#define TOPIC_META_MAX_BYTES 16384
+
+enum job_kind { JOB_CREATE = 1, JOB_ADD_PARTITIONS, JOB_DELETE };
+
+/* One topic operation. Reactor-only fields: hash_next, waiters, target. While queued or running
+ * the worker owns the rest; the reactor reads them again only once the job is done. */
+struct topic_job {
+	struct topic_job *next;         /* queue, then done list (under jobs->lock) */
+	struct topic_job *hash_next;    /* reserved names (create, delete) */
+	struct broker_waiter *waiters;
+	struct topic *target;           /* add partitions: the topic that grows */
+	enum job_kind kind;
+	bool cancelled;                 /* under jobs->lock */
+	char name[BROKER_TOPIC_NAME_MAX + 1];
+	/* create: the topic being built (inserted when done); add: a scratch copy of the target's
+	 * name, id and settings; delete: NULL */
+	struct topic *t;
+	struct cfg bconf;               /* the broker settings when queued (a reload may change them) */
+	bool have_bconf;
+	int32_t from, to;               /* partitions to open (delete: directories to remove: [0, to)) */
+	bool recovery;
+	/* results */
+	int kerr;
+	char why[1024];
+	struct partition **parts;       /* [from, to), opened by the worker */
+};
+
+struct broker_jobs {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool thread_started, stop, refuse;
+	struct topic_job *q_head, *q_tail;       /* queued (lock) */
+	struct topic_job *running;               /* taken by the worker (lock) */
+	struct topic_job *done_head, *done_tail; /* finished by the worker (lock) */
+	char gate[PATH_MAX];                     /* test hook */
+	/* reactor side */
+	struct topic_job *names[JOBS_BUCKETS];   /* reserved names */
+	uint32_t n_jobs;                         /* accepted and not finished */
+	int efd;
+	uint64_t efd_val;
+	struct uring_op efd_op;
+	bool efd_armed, finishing;
+	bool orphaned;                           /* b is gone, the read never completed: leaked */
+	struct broker *owner;
+};
+
+static int jobs_open(struct broker *b, char *why, size_t why_len);
+static void jobs_close(struct broker *b);
 
 static uint32_t name_hash(const char *s, size_t n)
 {
@@ -95,6 +159,27 @@ static int write_file_atomic(const char *dir, const char *name, const char *data
 	return fsync_dir(dir);
 }
 
+/* Removes a partition directory: its files, then itself (the log engine keeps no
+ * subdirectories). Returns 0 or the first -errno. */
+static int remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
 int broker_validate_topic_name(const char *name, size_t len, char *why, size_t why_len)
 {
 	if (len == 0) {
@@ -124,9 +209,11 @@ int broker_validate_topic_name(const char *name, size_t len, char *why, size_t w
 	return 0;
 }
 
-void broker_log_config(const struct broker *b, const struct topic *t, struct log_config *out)
+/* The log settings of a topic with settings tc (NULL: none) over broker settings bc. Pure:
+ * the worker calls it with its copy of the broker settings. */
+static void log_config_for(const struct cfg *bc, bool tiered, const struct cfg *tc, bool internal,
+			   struct log_config *out)
 {
-	const struct cfg *tc = t ? &t->cfg : NULL, *bc = b->conf;
 	log_config_defaults(out);
 	out->segment_bytes = cfg_topic_int(tc, bc, TC_SEGMENT_BYTES);
 	out->segment_ms = cfg_topic_int(tc, bc, TC_SEGMENT_MS);
@@ -142,8 +229,28 @@ void broker_log_config(const struct broker *b, const struct topic *t, struct log
 	const char *ts = cfg_topic_str(tc, bc, TC_MESSAGE_TIMESTAMP_TYPE);
 	out->log_append_time = ts && strcmp(ts, "LogAppendTime") == 0;
 	/* Tiered: the local log keeps local.retention.*; the bucket keeps the total (tier.c). */
-	if (b->tier && t && !t->internal && cfg_bool(tc, TC_REMOTE_STORAGE_ENABLE))
+	if (tiered && tc && !internal && cfg_bool(tc, TC_REMOTE_STORAGE_ENABLE))
 		tier_local_retention(tc, bc, &out->retention_ms, &out->retention_bytes);
+}
+
+void broker_log_config(const struct broker *b, const struct topic *t, struct log_config *out)
+{
+	log_config_for(b->conf, b->tier != NULL, t ? &t->cfg : NULL, t && t->internal, out);
+}
+
+/* What a partition of a topic is opened with. */
+struct part_params {
+	struct log_config lc;
+	struct tier_part_config tpc;
+	int64_t pid_expiration_ms;
+};
+
+static void part_params_for(const struct cfg *bc, bool tiered, const struct topic *t,
+			    struct part_params *pp)
+{
+	log_config_for(bc, tiered, &t->cfg, t->internal, &pp->lc);
+	tier_part_config_from(&t->cfg, bc, &pp->tpc);
+	pp->pid_expiration_ms = cfg_int(bc, BC_PRODUCER_ID_EXPIRATION_MS);
 }
 
 /* --- tiering glue (tier/tier.h) --- */
@@ -241,7 +348,13 @@ void broker_wake_partition(struct partition *p)
 	}
 }
 
-static int partition_open(struct broker *b, struct topic *t, int32_t id, struct partition **out)
+/* Opens partition id of t with pp. fresh: a new partition (create, add, restore): a directory
+ * left by a topic of that name deleted before a crash is removed first, and the log starts
+ * at initial_offset; remote_start >= 0 (restore) is recorded as the partition's remote start.
+ * Reads of t: name, id, internal only (the worker calls this for topics nobody else sees). */
+static int partition_open(struct broker *b, struct topic *t, int32_t id, const struct part_params *pp,
+			  bool fresh, int64_t initial_offset, int64_t remote_start,
+			  struct partition **out)
 {
 	struct partition *p = calloc(1, sizeof *p);
 	if (!p)
@@ -254,12 +367,22 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 		free(p);
 		return -ENAMETOOLONG;
 	}
-	struct log_config lc;
-	broker_log_config(b, t, &lc);
+	struct stat st;
+	if (fresh && stat(dir, &st) == 0) {
+		slog_warn("broker", "topic=%s partition=%d: removing the leftover directory %s (a topic "
+			  "of that name deleted before a crash)", t->name, id, dir);
+		int rrc = remove_dir(dir);
+		if (rrc < 0) {
+			slog_error("broker", "topic=%s partition=%d: cannot remove %s: %s", t->name, id, dir,
+				   strerror(-rrc));
+			free(p);
+			return rrc;
+		}
+	}
 	struct log_hooks hooks = { .ctx = p, .hw_advanced = hook_hw_advanced,
 				   .segment_closed = hook_segment_closed,
 				   .segment_deletable = hook_segment_deletable };
-	int rc = log_open(b->ur, dir, &lc, &hooks, &p->log);
+	int rc = log_open_at(b->ur, dir, fresh ? initial_offset : 0, &pp->lc, &hooks, &p->log);
 	if (rc < 0) {
 		slog_error("broker", "topic=%s partition=%d: cannot open log %s: %s", t->name, id, dir,
 			   strerror(-rc));
@@ -269,22 +392,24 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 	/* Idempotent producers' state: newest snapshot plus a scan of the log after it. */
 	struct pstate_config pc;
 	pstate_config_defaults(&pc);
-	pc.expiration_ms = cfg_int(b->conf, BC_PRODUCER_ID_EXPIRATION_MS);
+	pc.expiration_ms = pp->pid_expiration_ms;
 	p->pstate = pstate_create(dir, &pc);
 	if (!p->pstate) {
-		log_close(p->log);
+		log_forget(p->log);
 		free(p);
 		return -ENOMEM;
 	}
 	if (b->tier && !t->internal) {
-		struct tier_part_config tpc;
-		tier_part_cfg(b, t, &tpc);
-		rc = tier_part_open(b->tier, t->name, t->id, id, dir, &tpc, &p->tier);
+		if (fresh && remote_start >= 0 &&
+		    (rc = tier_save_remote_range(dir, remote_start, initial_offset)) < 0)
+			slog_warn("broker", "topic=%s partition=%d: cannot record the remote start: %s "
+				  "(reported once the manifest is loaded)", t->name, id, strerror(-rc));
+		rc = tier_part_open(b->tier, t->name, t->id, id, dir, &pp->tpc, &p->tier);
 		if (rc < 0) {
 			slog_error("broker", "topic=%s partition=%d: cannot set up tiering: %s", t->name,
 				   id, strerror(-rc));
 			pstate_free(p->pstate);
-			log_close(p->log);
+			log_forget(p->log);
 			free(p);
 			return rc;
 		}
@@ -297,13 +422,27 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, struct 
 	char idtxt[32], meta[96];
 	b64url(t->id, 16, idtxt, sizeof idtxt);
 	int n = snprintf(meta, sizeof meta, "version: 0\ntopic_id: %s\n", idtxt);
-	struct stat st;
 	char mpath[PATH_MAX + 32];
 	snprintf(mpath, sizeof mpath, "%s/partition.metadata", dir);
 	if (stat(mpath, &st) < 0)
 		write_file_atomic(dir, "partition.metadata", meta, (size_t)n);
 	*out = p;
 	return 0;
+}
+
+/* Undoes partition_open of a partition nobody used (a creation that failed): its directory
+ * goes too. Touches no ring: the worker calls it. */
+static void partition_discard(struct partition *p)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", log_dir(p->log));
+	tier_part_close(p->tier, false);
+	pstate_free(p->pstate);
+	log_forget(p->log);
+	free(p);
+	int rc = remove_dir(dir);
+	if (rc < 0)
+		slog_warn("broker", "cannot remove %s: %s", dir, strerror(-rc));
 }
 
 static void partition_free(struct partition *p, bool destroy)
@@ -319,7 +458,8 @@ static void partition_free(struct partition *p, bool destroy)
 	p->tier = NULL;
 	if (p->log) {
 		int64_t leo = log_end_offset(p->log);
-		int rc = destroy ? log_destroy(p->log) : log_close(p->log);
+		/* destroy: the topic worker removes the files (job_delete) */
+		int rc = destroy ? log_forget(p->log) : log_close(p->log);
 		if (rc < 0)
 			slog_error("broker", "topic=%s partition=%d: %s failed: %s", p->topic->name, p->id,
 				   destroy ? "delete" : "close", strerror(-rc));
@@ -340,9 +480,11 @@ static void topic_free(struct topic *t, bool destroy)
 	free(t);
 }
 
-static int topic_save(struct broker *b, const struct topic *t, int32_t n_partitions)
+/* Writes t's metadata file with n_partitions. Touches only that file: the worker calls it for
+ * names the reactor reserved for it. */
+static int topic_meta_write(struct broker *b, const struct topic *t, int32_t n_partitions)
 {
-	char buf[16384], idtxt[40], fname[BROKER_TOPIC_NAME_MAX + 8], num[32];
+	char buf[TOPIC_META_MAX_BYTES], idtxt[40], fname[BROKER_TOPIC_NAME_MAX + 8], num[32];
 	size_t n = 0;
 	for (int i = 0; i < 16; i++)
 		snprintf(idtxt + 2 * i, 3, "%02x", t->id[i]);
@@ -359,7 +501,20 @@ static int topic_save(struct broker *b, const struct topic *t, int32_t n_partiti
 	if (n >= sizeof buf)
 		return -E2BIG;
 	snprintf(fname, sizeof fname, "%s.topic", t->name);
-	int rc = write_file_atomic(b->meta_dir, fname, buf, n);
+	return write_file_atomic(b->meta_dir, fname, buf, n);
+}
+
+static void topic_meta_remove(struct broker *b, const char *name)
+{
+	char mpath[PATH_MAX + BROKER_TOPIC_NAME_MAX + 16];
+	snprintf(mpath, sizeof mpath, "%s/%s.topic", b->meta_dir, name);
+	unlink(mpath);
+}
+
+/* Reactor: the metadata file, then the bucket's topic manifest follows. */
+static int topic_save(struct broker *b, const struct topic *t, int32_t n_partitions)
+{
+	int rc = topic_meta_write(b, t, n_partitions);
 	if (rc == 0)
 		tier_topic_sync(b, t, n_partitions);
 	return rc;
@@ -421,21 +576,24 @@ void broker_foreach_topic(struct broker *b, void (*fn)(void *ctx, struct topic *
 		}
 }
 
-static int topic_open_partitions(struct broker *b, struct topic *t, int32_t from, int32_t to)
+/* Startup: opens a loaded topic's partitions (existing directories, recovered). */
+static int topic_open_partitions(struct broker *b, struct topic *t, int32_t n)
 {
-	struct partition **np = realloc(t->parts, (size_t)to * sizeof *np);
+	struct partition **np = calloc((size_t)n, sizeof *np);
 	if (!np)
 		return -ENOMEM;
 	t->parts = np;
-	for (int32_t i = from; i < to; i++) {
-		int rc = partition_open(b, t, i, &t->parts[i]);
+	struct part_params pp;
+	part_params_for(b->conf, b->tier != NULL, t, &pp);
+	for (int32_t i = 0; i < n; i++) {
+		int rc = partition_open(b, t, i, &pp, false, 0, -1, &t->parts[i]);
 		if (rc < 0) {
-			for (int32_t j = from; j < i; j++)
+			for (int32_t j = 0; j < i; j++)
 				partition_free(t->parts[j], false);
 			return rc;
 		}
 	}
-	t->n_partitions = to;
+	t->n_partitions = n;
 	return 0;
 }
 
@@ -490,15 +648,15 @@ static int topic_load(struct broker *b, const char *file)
 		slog_error("broker", "%s: bad partition count %d", path, parts);
 		rc = -EINVAL;
 	}
+	t->internal = t->name[0] == '_' && t->name[1] == '_';
 	if (rc == 0)
-		rc = topic_open_partitions(b, t, 0, parts);
+		rc = topic_open_partitions(b, t, parts);
 	if (rc < 0) {
 		cfg_free(&t->cfg);
 		free(t->parts);
 		free(t);
 		return rc;
 	}
-	t->internal = t->name[0] == '_' && t->name[1] == '_';
 	topic_insert(b, t);
 	tier_topic_sync(b, t, t->n_partitions);
 	slog_info("broker", "topic=%s partitions=%d loaded", t->name, t->n_partitions);
@@ -603,6 +761,8 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 	}
 	if ((rc = tier_open(conf, b->log_dir, ur, tier_wake, b, &b->tier, why, why_len)) < 0)
 		goto fail;
+	if ((rc = jobs_open(b, why, why_len)) < 0)
+		goto fail;
 	DIR *d = opendir(b->meta_dir);
 	if (!d) {
 		rc = -errno;
@@ -649,6 +809,8 @@ int broker_close(struct broker *b)
 {
 	if (!b)
 		return 0;
+	/* First: operations under way end (a finished creation is inserted, then closed below). */
+	jobs_close(b);
 	if (b->buckets)
 		broker_foreach_topic(b, close_topic_cb, b);
 	tier_close(b->tier); /* after every partition let go of its tier state */
@@ -659,9 +821,552 @@ int broker_close(struct broker *b)
 	return 0;
 }
 
-int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t partitions,
-			const struct cfg *topic_cfg, bool validate_only, struct topic **out,
-			char *why, size_t why_len)
+/* --- topic jobs: the blocking part of topic lifecycle, on the topic worker ----------------------- */
+
+static struct topic *topic_new(const char *name, size_t len, const struct cfg *tc)
+{
+	struct topic *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	memcpy(t->name, name, len);
+	t->name[len] = 0;
+	if ((tc ? cfg_copy(&t->cfg, tc) : cfg_init(&t->cfg, &cfg_topic_schema)) < 0) {
+		free(t);
+		return NULL;
+	}
+	t->internal = len >= 2 && name[0] == '_' && name[1] == '_';
+	return t;
+}
+
+/* A topic that never got (or no longer has) partitions of its own. */
+static void topic_shell_free(struct topic *t)
+{
+	if (!t)
+		return;
+	cfg_free(&t->cfg);
+	free(t->parts);
+	free(t);
+}
+
+static void job_free(struct topic_job *j)
+{
+	topic_shell_free(j->t);
+	if (j->have_bconf)
+		cfg_free(&j->bconf);
+	free(j->parts);
+	free(j);
+}
+
+static void kick_efd(int efd)
+{
+	uint64_t one = 1;
+	ssize_t w = write(efd, &one, sizeof one);
+	(void)w; /* EAGAIN: the counter is already non-zero, the reactor will look */
+}
+
+/* Worker: opens partitions [j->from, j->to) of t; restore offsets from ti (or NULL). On an
+ * error every partition opened here is discarded again. */
+static int job_open_parts(struct broker *b, struct topic_job *j, struct topic *t,
+			  const struct part_params *pp, const struct tier_topic_info *ti)
+{
+	int32_t n = j->to - j->from;
+	j->parts = calloc((size_t)n, sizeof *j->parts);
+	if (!j->parts)
+		return -ENOMEM;
+	for (int32_t i = 0; i < n; i++) {
+		int32_t id = j->from + i;
+		int64_t init = ti ? ti->remote_end[id] : 0, rstart = ti ? ti->remote_start[id] : -1;
+		int rc = partition_open(b, t, id, pp, true, init, rstart, &j->parts[i]);
+		if (rc < 0) {
+			for (int32_t k = 0; k < i; k++)
+				partition_discard(j->parts[k]);
+			free(j->parts);
+			j->parts = NULL;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Worker, restore: the bucket's settings, then the request's on top; checked over the broker's. */
+static int restore_settings(struct topic *t, const char *text, const struct cfg *bc, char *why,
+			    size_t why_len)
+{
+	struct cfg nc;
+	if (cfg_init(&nc, &cfg_topic_schema) < 0) {
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	const char *p = text ? text : "";
+	char line[4096], w[512], num[32];
+	for (int guard = 0; *p && guard < 100000; guard++) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		if (n > 0 && n < sizeof line) {
+			memcpy(line, p, n);
+			line[n] = 0;
+			/* A key this version does not know (a newer broker wrote it) is left out. */
+			if (cfg_set_kv(&nc, line, w, sizeof w) < 0)
+				slog_warn("broker", "topic=%s: bucket setting '%.200s' not restored: %s",
+					  t->name, line, w);
+		}
+		p += n + (nl ? 1 : 0);
+	}
+	for (size_t i = 0; i < cfg_topic_schema.n_defs; i++) {
+		if (!t->cfg.vals[i].set)
+			continue;
+		const char *v = cfg_text(&t->cfg, (int)i, num, sizeof num);
+		if (cfg_set(&nc, cfg_topic_schema.defs[i].name, v ? v : "", why, why_len) < 0) {
+			cfg_free(&nc);
+			return -EINVAL;
+		}
+	}
+	if (cfg_check_topic(&nc, bc, why, why_len) < 0) {
+		cfg_free(&nc);
+		return -EINVAL;
+	}
+	cfg_free(&t->cfg);
+	t->cfg = nc;
+	return 0;
+}
+
+static void job_create(struct broker *b, struct topic_job *j)
+{
+	struct topic *t = j->t;
+	struct tier_topic_info ti;
+	memset(&ti, 0, sizeof ti);
+	int rc;
+	if (j->recovery) {
+		rc = tier_read_topic(b->tier, t->name, &ti, j->why, sizeof j->why);
+		if (rc < 0) {
+			j->kerr = rc == -ENOENT ? KERR_UNKNOWN_TOPIC_OR_PARTITION : KERR_KAFKA_STORAGE_ERROR;
+			return;
+		}
+		if (j->to > 0 && j->to != ti.partitions) {
+			snprintf(j->why, sizeof j->why, "The bucket's topic manifest of '%s' has %d "
+				 "partitions; a restore takes -1 or that count, not %d.", t->name,
+				 ti.partitions, j->to);
+			j->kerr = KERR_INVALID_PARTITIONS;
+			goto out;
+		}
+		j->to = ti.partitions;
+		memcpy(t->id, ti.topic_id, 16);
+		if (restore_settings(t, ti.config, &j->bconf, j->why, sizeof j->why) < 0) {
+			j->kerr = KERR_INVALID_CONFIG;
+			goto out;
+		}
+	}
+	struct part_params pp;
+	part_params_for(&j->bconf, b->tier != NULL, t, &pp);
+	/* A new topic: metadata first; a crash after it leaves a topic whose empty partition dirs
+	 * are created at the next start. A restore: partitions first, since only this run knows
+	 * where each local log starts; a crash before the metadata leaves directories that the
+	 * next creation of that name removes. */
+	if (!j->recovery && (rc = topic_meta_write(b, t, j->to)) < 0)
+		goto fail;
+	if ((rc = job_open_parts(b, j, t, &pp, j->recovery ? &ti : NULL)) < 0) {
+		if (!j->recovery)
+			topic_meta_remove(b, t->name);
+		goto fail;
+	}
+	if (j->recovery && (rc = topic_meta_write(b, t, j->to)) < 0) {
+		for (int32_t i = 0; i < j->to; i++)
+			partition_discard(j->parts[i]);
+		free(j->parts);
+		j->parts = NULL;
+		goto fail;
+	}
+	j->kerr = KERR_NONE;
+	goto out;
+fail:
+	snprintf(j->why, sizeof j->why, "cannot create topic %s: %s", t->name, strerror(-rc));
+	j->kerr = KERR_KAFKA_STORAGE_ERROR;
+out:
+	tier_topic_info_free(&ti);
+}
+
+static void job_add(struct broker *b, struct topic_job *j)
+{
+	struct part_params pp;
+	part_params_for(&j->bconf, b->tier != NULL, j->t, &pp);
+	int rc = job_open_parts(b, j, j->t, &pp, NULL);
+	if (rc < 0) {
+		snprintf(j->why, sizeof j->why, "cannot create partitions: %s", strerror(-rc));
+		j->kerr = KERR_KAFKA_STORAGE_ERROR;
+		return;
+	}
+	if ((rc = topic_meta_write(b, j->t, j->to)) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot save topic metadata: %s", strerror(-rc));
+		for (int32_t i = 0; i < j->to - j->from; i++)
+			partition_discard(j->parts[i]);
+		free(j->parts);
+		j->parts = NULL;
+		j->kerr = KERR_KAFKA_STORAGE_ERROR;
+		return;
+	}
+	j->kerr = KERR_NONE;
+}
+
+static void job_delete(struct broker *b, struct topic_job *j)
+{
+	char mpath[PATH_MAX + BROKER_TOPIC_NAME_MAX + 16], dir[PATH_MAX];
+	snprintf(mpath, sizeof mpath, "%s/%s.topic", b->meta_dir, j->name);
+	/* Metadata goes first: after a crash mid-delete the topic is gone, never half there. */
+	if (unlink(mpath) < 0 && errno != ENOENT) {
+		snprintf(j->why, sizeof j->why, "cannot delete topic %s: %.500s: %s", j->name, mpath,
+			 strerror(errno));
+		j->kerr = KERR_KAFKA_STORAGE_ERROR;
+		return;
+	}
+	fsync_dir(b->meta_dir);
+	for (int32_t i = 0; i < j->to; i++) {
+		if (snprintf(dir, sizeof dir, "%s/%s-%d", b->log_dir, j->name, i) >= (int)sizeof dir)
+			continue;
+		int rc = remove_dir(dir);
+		if (rc < 0)
+			slog_warn("broker", "topic=%s: cannot remove %s: %s (removed at the next "
+				  "creation of that name)", j->name, dir, strerror(-rc));
+	}
+	j->kerr = KERR_NONE;
+}
+
+static void job_run(struct broker *b, struct topic_job *j)
+{
+	switch (j->kind) {
+	case JOB_CREATE: job_create(b, j); break;
+	case JOB_ADD_PARTITIONS: job_add(b, j); break;
+	case JOB_DELETE: job_delete(b, j); break;
+	}
+}
+
+/* Test hook: holds the job while the gate file exists. True when the job was cancelled. */
+static bool gate_hold(struct broker_jobs *J, struct topic_job *j)
+{
+	struct stat st;
+	for (;;) {
+		if (!J->gate[0] || stat(J->gate, &st) < 0)
+			return false;
+		pthread_mutex_lock(&J->lock);
+		bool cancelled = j->cancelled, stop = J->stop;
+		pthread_mutex_unlock(&J->lock);
+		if (cancelled || stop)
+			return cancelled;
+		usleep(10000);
+	}
+}
+
+static void *topic_worker(void *arg)
+{
+	struct broker *b = arg;
+	struct broker_jobs *J = b->jobs;
+	pthread_mutex_lock(&J->lock);
+	for (;;) {
+		while (!J->q_head && !J->stop)
+			pthread_cond_wait(&J->cond, &J->lock);
+		struct topic_job *j = J->q_head;
+		if (!j)
+			break; /* stopping, nothing queued */
+		J->q_head = j->next;
+		if (!J->q_head)
+			J->q_tail = NULL;
+		j->next = NULL;
+		J->running = j;
+		bool cancelled = j->cancelled;
+		pthread_mutex_unlock(&J->lock);
+		if (!cancelled)
+			cancelled = gate_hold(J, j);
+		if (cancelled) {
+			j->kerr = KERR_REQUEST_TIMED_OUT;
+			snprintf(j->why, sizeof j->why, "not done: the broker is shutting down");
+		} else {
+			job_run(b, j);
+		}
+		pthread_mutex_lock(&J->lock);
+		J->running = NULL;
+		if (J->done_tail)
+			J->done_tail->next = j;
+		else
+			J->done_head = j;
+		J->done_tail = j;
+		kick_efd(J->efd);
+	}
+	pthread_mutex_unlock(&J->lock);
+	return NULL;
+}
+
+/* --- reactor side ---------------------------------------------------------------------------- */
+
+static struct topic_job **job_slot(struct broker_jobs *J, const char *name, size_t len)
+{
+	return &J->names[name_hash(name, len) % JOBS_BUCKETS];
+}
+
+static struct topic_job *job_find(struct broker *b, const char *name, size_t len)
+{
+	for (struct topic_job *j = *job_slot(b->jobs, name, len); j; j = j->hash_next)
+		if (strlen(j->name) == len && memcmp(j->name, name, len) == 0)
+			return j;
+	return NULL;
+}
+
+static void job_unhash(struct broker *b, struct topic_job *j)
+{
+	for (struct topic_job **pp = job_slot(b->jobs, j->name, strlen(j->name)); *pp;
+	     pp = &(*pp)->hash_next)
+		if (*pp == j) {
+			*pp = j->hash_next;
+			return;
+		}
+}
+
+static void job_add_waiter(struct topic_job *j, struct broker_waiter *w)
+{
+	if (!w)
+		return;
+	w->next_ = j->waiters;
+	j->waiters = w;
+}
+
+/* Admission: a Kafka error when no job can be taken now. */
+static int job_admit(struct broker *b, char *why, size_t why_len)
+{
+	struct broker_jobs *J = b->jobs;
+	if (J->refuse) {
+		snprintf(why, why_len, "The broker is shutting down.");
+		return KERR_REQUEST_TIMED_OUT;
+	}
+	if (J->n_jobs >= BROKER_JOBS_MAX) {
+		snprintf(why, why_len, "%d topic operations are under way (the limit); retry later.",
+			 BROKER_JOBS_MAX);
+		return KERR_THROTTLING_QUOTA_EXCEEDED;
+	}
+	return KERR_NONE;
+}
+
+static void arm_efd(struct broker *b);
+
+/* Finishes j on the reactor: the topic goes in (or its partitions), waiters are told, j freed. */
+static void job_finish(struct broker *b, struct topic_job *j)
+{
+	struct broker_jobs *J = b->jobs;
+	ST_ASSERT(J->n_jobs > 0);
+	J->n_jobs--;
+	struct topic *res = NULL;
+	if (j->kind == JOB_ADD_PARTITIONS)
+		j->target->job = NULL;
+	else
+		job_unhash(b, j);
+	if (j->kerr == KERR_NONE) {
+		switch (j->kind) {
+		case JOB_CREATE: {
+			struct topic *t = j->t;
+			j->t = NULL;
+			t->parts = j->parts;
+			j->parts = NULL;
+			t->n_partitions = j->to;
+			topic_insert(b, t);
+			tier_topic_sync(b, t, t->n_partitions);
+			slog_info("broker", "topic=%s partitions=%d %s", t->name, t->n_partitions,
+				  j->recovery ? "restored from the bucket" : "created");
+			res = t;
+			break;
+		}
+		case JOB_ADD_PARTITIONS: {
+			struct topic *t = j->target;
+			for (int32_t i = 0; i < j->to - j->from; i++) {
+				j->parts[i]->topic = t;
+				t->parts[j->from + i] = j->parts[i]; /* room reserved when queued */
+			}
+			t->n_partitions = j->to;
+			tier_topic_sync(b, t, t->n_partitions);
+			slog_info("broker", "topic=%s partitions %d -> %d", t->name, j->from, j->to);
+			res = t;
+			break;
+		}
+		case JOB_DELETE:
+			slog_info("broker", "topic=%s deleted", j->name);
+			break;
+		}
+	} else if (j->kind == JOB_DELETE) {
+		slog_error("broker", "topic=%s: %s", j->name, j->why);
+	}
+	/* A waiter may free the memory holding it (and the next one is someone else's). */
+	for (struct broker_waiter *w = j->waiters, *next; w; w = next) {
+		next = w->next_;
+		w->done(w, j->kerr, res, j->kerr == KERR_NONE ? "" : j->why);
+	}
+	job_free(j);
+}
+
+static void jobs_finish_done(struct broker *b)
+{
+	struct broker_jobs *J = b->jobs;
+	if (J->finishing)
+		return; /* a waiter ran the ring: the outer loop takes what arrived meanwhile */
+	J->finishing = true;
+	for (;;) {
+		pthread_mutex_lock(&J->lock);
+		struct topic_job *j = J->done_head;
+		J->done_head = J->done_tail = NULL;
+		pthread_mutex_unlock(&J->lock);
+		if (!j)
+			break;
+		while (j) {
+			struct topic_job *next = j->next;
+			job_finish(b, j);
+			j = next;
+		}
+	}
+	J->finishing = false;
+}
+
+static void on_jobs_efd(struct uring_op *op, int res, uint32_t flags)
+{
+	(void)flags;
+	struct broker_jobs *J = ST_CONTAINER_OF(op, struct broker_jobs, efd_op);
+	J->efd_armed = false;
+	if (J->orphaned)
+		return;
+	struct broker *b = J->owner;
+	if (res < 0 && res != -EAGAIN && res != -EINTR)
+		slog_error("broker", "topic worker eventfd read failed: %s", strerror(-res));
+	jobs_finish_done(b);
+	if (J->n_jobs > 0 && !J->stop)
+		arm_efd(b);
+}
+
+static void arm_efd(struct broker *b)
+{
+	struct broker_jobs *J = b->jobs;
+	if (J->efd_armed)
+		return;
+	struct io_uring_sqe *sqe = uring_get_sqe(b->ur);
+	io_uring_prep_read(sqe, J->efd, &J->efd_val, sizeof J->efd_val, 0);
+	J->efd_op.cb = on_jobs_efd;
+	uring_sqe_data(sqe, &J->efd_op);
+	J->efd_armed = true;
+	uring_submit(b->ur);
+}
+
+static void job_enqueue(struct broker *b, struct topic_job *j)
+{
+	struct broker_jobs *J = b->jobs;
+	pthread_mutex_lock(&J->lock);
+	if (J->q_tail)
+		J->q_tail->next = j;
+	else
+		J->q_head = j;
+	J->q_tail = j;
+	pthread_cond_signal(&J->cond);
+	pthread_mutex_unlock(&J->lock);
+	arm_efd(b);
+}
+
+/* The synchronous path (startup, tests): the job runs here. */
+struct sync_wait {
+	struct broker_waiter w;
+	struct topic *t;
+	int kerr;
+	bool done;
+	char why[512];
+};
+
+static void sync_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
+{
+	struct sync_wait *s = ST_CONTAINER_OF(w, struct sync_wait, w);
+	s->t = t;
+	s->kerr = kerr;
+	snprintf(s->why, sizeof s->why, "%s", why);
+	s->done = true;
+}
+
+static int jobs_open(struct broker *b, char *why, size_t why_len)
+{
+	struct broker_jobs *J = calloc(1, sizeof *J);
+	if (!J)
+		return -ENOMEM;
+	b->jobs = J;
+	J->owner = b;
+	J->efd = -1;
+	pthread_mutex_init(&J->lock, NULL);
+	pthread_cond_init(&J->cond, NULL);
+	const char *gate = getenv("STRATA_TEST_TOPIC_GATE");
+	if (gate)
+		snprintf(J->gate, sizeof J->gate, "%s", gate);
+	J->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (J->efd < 0) {
+		int rc = -errno;
+		snprintf(why, why_len, "eventfd: %s", strerror(-rc));
+		return rc;
+	}
+	int rc = pthread_create(&J->thread, NULL, topic_worker, b);
+	if (rc != 0) {
+		snprintf(why, why_len, "cannot start the topic worker: %s", strerror(rc));
+		return -rc;
+	}
+	J->thread_started = true;
+	return 0;
+}
+
+void broker_cancel_jobs(struct broker *b)
+{
+	struct broker_jobs *J = b->jobs;
+	if (!J)
+		return;
+	J->refuse = true;
+	pthread_mutex_lock(&J->lock);
+	for (struct topic_job *j = J->q_head; j; j = j->next)
+		if (j->kind != JOB_DELETE)
+			j->cancelled = true;
+	/* The running one notices only while it has not started (held by the test gate). */
+	if (J->running && J->running->kind != JOB_DELETE)
+		J->running->cancelled = true;
+	pthread_mutex_unlock(&J->lock);
+}
+
+/* Stops the worker (queued creations cancelled, deletions done), then finishes every job here. */
+static void jobs_close(struct broker *b)
+{
+	struct broker_jobs *J = b->jobs;
+	if (!J)
+		return;
+	if (J->thread_started) {
+		broker_cancel_jobs(b);
+		pthread_mutex_lock(&J->lock);
+		J->stop = true;
+		pthread_cond_signal(&J->cond);
+		pthread_mutex_unlock(&J->lock);
+		pthread_join(J->thread, NULL);
+		J->thread_started = false;
+	}
+	/* The eventfd read may sit on the ring: let it complete (it finishes the jobs). */
+	if (J->efd_armed) {
+		kick_efd(J->efd);
+		for (int i = 0; i < 100 && J->efd_armed; i++)
+			uring_run_once(b->ur, 100);
+	}
+	jobs_finish_done(b);
+	if (J->n_jobs)
+		slog_error("broker", "%u topic operations unfinished at close", J->n_jobs);
+	b->jobs = NULL;
+	if (J->efd_armed) {
+		/* The ring still owns J's read buffer: J stays allocated (a leak, logged). */
+		slog_error("broker", "topic worker eventfd read did not complete at close");
+		J->orphaned = true;
+		return;
+	}
+	if (J->efd >= 0)
+		close(J->efd);
+	pthread_mutex_destroy(&J->lock);
+	pthread_cond_destroy(&J->cond);
+	free(J);
+}
+
+/* --- the operations ------------------------------------------------------------------------- */
+
+static int check_new_topic(struct broker *b, const char *name, size_t len,
+			   const struct broker_topic_spec *spec, int32_t *partitions, char *why,
+			   size_t why_len)
 {
 	if (broker_validate_topic_name(name, len, why, why_len) < 0)
 		return KERR_INVALID_TOPIC_EXCEPTION;
@@ -669,69 +1374,189 @@ int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t 
 		snprintf(why, why_len, "Topic '%.*s' already exists.", (int)len, name);
 		return KERR_TOPIC_ALREADY_EXISTS;
 	}
-	if (partitions < 0)
-		partitions = (int32_t)cfg_int(b->conf, BC_NUM_PARTITIONS);
-	if (partitions < 1 || partitions > 100000) {
-		snprintf(why, why_len, "Number of partitions must be between 1 and 100000, got %d.",
-			 partitions);
+	struct topic_job *j = job_find(b, name, len);
+	if (j) {
+		snprintf(why, why_len, "Topic '%.*s' is being %s.", (int)len, name,
+			 j->kind == JOB_DELETE ? "deleted" : "created");
+		return KERR_TOPIC_ALREADY_EXISTS;
+	}
+	int32_t n = spec->partitions;
+	if (spec->remote_recovery) {
+		if (!b->tier) {
+			snprintf(why, why_len, "Remote recovery of topic '%.*s' needs tiered storage, and "
+				 "this broker has none (strata.tier.url=none).", (int)len, name);
+			return KERR_INVALID_CONFIG;
+		}
+		if (len >= 2 && name[0] == '_' && name[1] == '_') {
+			snprintf(why, why_len, "Internal topics are never tiered: '%.*s' cannot be "
+				 "recovered from the bucket.", (int)len, name);
+			return KERR_INVALID_CONFIG;
+		}
+		if (n < 1)
+			n = -1; /* the bucket's count */
+	} else if (n < 1) {
+		n = (int32_t)cfg_int(b->conf, BC_NUM_PARTITIONS);
+	}
+	if (n != -1 && (n < 1 || n > 100000)) {
+		snprintf(why, why_len, "Number of partitions must be between 1 and 100000, got %d.", n);
 		return KERR_INVALID_PARTITIONS;
 	}
-	if (validate_only)
-		return KERR_NONE;
-	struct topic *t = calloc(1, sizeof *t);
-	if (!t)
-		return KERR_KAFKA_STORAGE_ERROR;
-	memcpy(t->name, name, len);
-	t->name[len] = 0;
-	int rc = topic_cfg ? cfg_copy(&t->cfg, topic_cfg) : cfg_init(&t->cfg, &cfg_topic_schema);
-	if (rc < 0 || getrandom(t->id, sizeof t->id, 0) != (ssize_t)sizeof t->id) {
-		if (rc == 0)
-			cfg_free(&t->cfg);
-		free(t);
+	*partitions = n;
+	return KERR_NONE;
+}
+
+int broker_check_new_topic(struct broker *b, const char *name, size_t len,
+			   const struct broker_topic_spec *spec, char *why, size_t why_len)
+{
+	int32_t n;
+	return check_new_topic(b, name, len, spec, &n, why, why_len);
+}
+
+/* Builds and reserves a creation job (not queued yet). */
+static int create_job(struct broker *b, const char *name, size_t len,
+		      const struct broker_topic_spec *spec, struct topic_job **out, char *why,
+		      size_t why_len)
+{
+	int32_t n;
+	int err = check_new_topic(b, name, len, spec, &n, why, why_len);
+	if (err == KERR_NONE)
+		err = job_admit(b, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	struct topic_job *j = calloc(1, sizeof *j);
+	struct topic *t = j ? topic_new(name, len, spec->cfg) : NULL;
+	if (!t || cfg_copy(&j->bconf, b->conf) < 0 ||
+	    getrandom(t->id, sizeof t->id, 0) != (ssize_t)sizeof t->id) {
+		topic_shell_free(t);
+		free(j);
 		snprintf(why, why_len, "out of memory or entropy");
 		return KERR_KAFKA_STORAGE_ERROR;
 	}
-	t->id[6] = (t->id[6] & 0x0f) | 0x40;
+	j->have_bconf = true;
+	t->id[6] = (t->id[6] & 0x0f) | 0x40; /* UUID v4, as Kafka's Uuid.randomUuid */
 	t->id[8] = (t->id[8] & 0x3f) | 0x80;
-	t->internal = len > 2 && name[0] == '_' && name[1] == '_';
-	/* Metadata first: a crash after it leaves a topic whose empty partition dirs are created
-	 * at the next start; the reverse would leave orphan directories nobody owns. */
-	if ((rc = topic_save(b, t, partitions)) < 0 ||
-	    (rc = topic_open_partitions(b, t, 0, partitions)) < 0) {
-		snprintf(why, why_len, "cannot create topic %s: %s", t->name, strerror(-rc));
-		char mpath[PATH_MAX + BROKER_TOPIC_NAME_MAX + 16];
-		snprintf(mpath, sizeof mpath, "%s/%s.topic", b->meta_dir, t->name);
-		unlink(mpath);
-		cfg_free(&t->cfg);
-		free(t->parts);
-		free(t);
-		return KERR_KAFKA_STORAGE_ERROR;
+	j->kind = JOB_CREATE;
+	j->t = t;
+	snprintf(j->name, sizeof j->name, "%s", t->name);
+	j->from = 0;
+	j->to = n;
+	j->recovery = spec->remote_recovery;
+	struct topic_job **slot = job_slot(b->jobs, name, len);
+	j->hash_next = *slot;
+	*slot = j;
+	b->jobs->n_jobs++;
+	*out = j;
+	return KERR_NONE;
+}
+
+int broker_create_topic_async(struct broker *b, const char *name, size_t len,
+			      const struct broker_topic_spec *spec, struct broker_waiter *w,
+			      char *why, size_t why_len)
+{
+	struct topic_job *j;
+	int err = create_job(b, name, len, spec, &j, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	job_add_waiter(j, w);
+	job_enqueue(b, j);
+	return KERR_NONE;
+}
+
+int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t partitions,
+			const struct cfg *topic_cfg, bool validate_only, struct topic **out,
+			char *why, size_t why_len)
+{
+	struct broker_topic_spec spec = { .partitions = partitions, .cfg = topic_cfg };
+	if (validate_only)
+		return broker_check_new_topic(b, name, len, &spec, why, why_len);
+	struct topic_job *j;
+	int err = create_job(b, name, len, &spec, &j, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	struct sync_wait sw = { .w.done = sync_done };
+	job_add_waiter(j, &sw.w);
+	job_run(b, j);
+	job_finish(b, j);
+	ST_ASSERT(sw.done);
+	if (sw.kerr != KERR_NONE) {
+		snprintf(why, why_len, "%s", sw.why);
+		return sw.kerr;
 	}
-	topic_insert(b, t);
-	slog_info("broker", "topic=%s partitions=%d created", t->name, t->n_partitions);
 	if (out)
-		*out = t;
+		*out = sw.t;
+	return KERR_NONE;
+}
+
+bool broker_wait_topic(struct broker *b, const char *name, size_t len, struct broker_waiter *w)
+{
+	struct topic_job *j = job_find(b, name, len);
+	if (!j)
+		return false;
+	job_add_waiter(j, w);
+	return true;
+}
+
+/* Takes t out of the table, lets go of its partitions (files stay), returns the job that removes
+ * its files (reserved, not queued). */
+static int delete_job(struct broker *b, struct topic *t, struct topic_job **out, char *why,
+		      size_t why_len)
+{
+	if (t->job) {
+		snprintf(why, why_len, "Partitions are being added to topic %s; retry when done.",
+			 t->name);
+		return KERR_REASSIGNMENT_IN_PROGRESS;
+	}
+	int err = job_admit(b, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	struct topic_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		snprintf(why, why_len, "out of memory");
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	j->kind = JOB_DELETE;
+	snprintf(j->name, sizeof j->name, "%s", t->name);
+	j->to = t->n_partitions;
+	/* Reserved and out of the table before anything can run the ring (settling the logs). */
+	struct topic_job **slot = job_slot(b->jobs, j->name, strlen(j->name));
+	j->hash_next = *slot;
+	*slot = j;
+	b->jobs->n_jobs++;
+	topic_unlink(b, t);
+	if (b->tier && !t->internal)
+		tier_topic_deleted(b->tier, t->name, t->id);
+	topic_free(t, true);
+	*out = j;
+	return KERR_NONE;
+}
+
+int broker_delete_topic_async(struct broker *b, struct topic *t, struct broker_waiter *w,
+			      char *why, size_t why_len)
+{
+	struct topic_job *j;
+	int err = delete_job(b, t, &j, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	job_add_waiter(j, w);
+	job_enqueue(b, j);
 	return KERR_NONE;
 }
 
 int broker_delete_topic(struct broker *b, struct topic *t)
 {
-	char mpath[PATH_MAX + BROKER_TOPIC_NAME_MAX + 16];
-	snprintf(mpath, sizeof mpath, "%s/%s.topic", b->meta_dir, t->name);
-	/* Metadata goes first: after a crash mid-delete the topic is gone, never half there. */
-	if (unlink(mpath) < 0 && errno != ENOENT)
-		return -errno;
-	fsync_dir(b->meta_dir);
-	topic_unlink(b, t);
-	if (b->tier && !t->internal)
-		tier_topic_deleted(b->tier, t->name, t->id);
-	slog_info("broker", "topic=%s deleted", t->name);
-	topic_free(t, true);
-	return 0;
+	char why[256];
+	struct topic_job *j;
+	if (delete_job(b, t, &j, why, sizeof why) != KERR_NONE) {
+		slog_error("broker", "topic=%s: %s", t->name, why);
+		return -EBUSY;
+	}
+	job_run(b, j);
+	int rc = j->kerr == KERR_NONE ? 0 : -EIO;
+	job_finish(b, j);
+	return rc;
 }
 
-int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, bool validate_only,
-			  char *why, size_t why_len)
+static int add_partitions_check(struct topic *t, int32_t new_total, char *why, size_t why_len)
 {
 	if (new_total <= t->n_partitions) {
 		snprintf(why, why_len, "Topic currently has %d partitions, which is higher than or "
@@ -742,24 +1567,83 @@ int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, 
 		snprintf(why, why_len, "Number of partitions %d is over the limit of 100000.", new_total);
 		return KERR_INVALID_PARTITIONS;
 	}
-	if (validate_only)
-		return KERR_NONE;
-	int32_t old = t->n_partitions;
-	int rc = topic_open_partitions(b, t, old, new_total);
-	if (rc < 0) {
-		snprintf(why, why_len, "cannot create partitions: %s", strerror(-rc));
-		return KERR_KAFKA_STORAGE_ERROR;
+	if (t->job) {
+		snprintf(why, why_len, "Partitions are already being added to topic %s; retry when "
+			 "done.", t->name);
+		return KERR_REASSIGNMENT_IN_PROGRESS;
 	}
-	if ((rc = topic_save(b, t, new_total)) < 0) {
-		snprintf(why, why_len, "cannot save topic metadata: %s", strerror(-rc));
-		return KERR_KAFKA_STORAGE_ERROR;
-	}
-	slog_info("broker", "topic=%s partitions %d -> %d", t->name, old, new_total);
 	return KERR_NONE;
+}
+
+static int add_job(struct broker *b, struct topic *t, int32_t new_total, struct topic_job **out,
+		   char *why, size_t why_len)
+{
+	int err = add_partitions_check(t, new_total, why, why_len);
+	if (err == KERR_NONE)
+		err = job_admit(b, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	/* Room for the new partitions now: finishing cannot fail. */
+	struct partition **np = realloc(t->parts, (size_t)new_total * sizeof *np);
+	struct topic_job *j = np ? calloc(1, sizeof *j) : NULL;
+	if (np)
+		t->parts = np;
+	struct topic *scratch = j ? topic_new(t->name, strlen(t->name), &t->cfg) : NULL;
+	if (!scratch || cfg_copy(&j->bconf, b->conf) < 0) {
+		topic_shell_free(scratch);
+		free(j);
+		snprintf(why, why_len, "out of memory");
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	j->have_bconf = true;
+	memcpy(scratch->id, t->id, 16);
+	scratch->internal = t->internal;
+	j->kind = JOB_ADD_PARTITIONS;
+	j->t = scratch;
+	j->target = t;
+	snprintf(j->name, sizeof j->name, "%s", t->name);
+	j->from = t->n_partitions;
+	j->to = new_total;
+	t->job = j;
+	b->jobs->n_jobs++;
+	*out = j;
+	return KERR_NONE;
+}
+
+int broker_add_partitions_async(struct broker *b, struct topic *t, int32_t new_total,
+				struct broker_waiter *w, char *why, size_t why_len)
+{
+	struct topic_job *j;
+	int err = add_job(b, t, new_total, &j, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	job_add_waiter(j, w);
+	job_enqueue(b, j);
+	return KERR_NONE;
+}
+
+int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, bool validate_only,
+			  char *why, size_t why_len)
+{
+	if (validate_only)
+		return add_partitions_check(t, new_total, why, why_len);
+	struct topic_job *j;
+	int err = add_job(b, t, new_total, &j, why, why_len);
+	if (err != KERR_NONE)
+		return err;
+	job_run(b, j);
+	err = j->kerr;
+	if (err != KERR_NONE)
+		snprintf(why, why_len, "%s", j->why);
+	job_finish(b, j);
+	return err;
 }
 
 int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg *topic_cfg)
 {
+	/* The worker writes t's metadata file while it adds partitions. */
+	if (t->job)
+		return -EBUSY;
 	struct cfg nc;
 	int rc = cfg_copy(&nc, topic_cfg);
 	if (rc < 0)

@@ -1728,7 +1728,10 @@ static int adopt_topic(struct group_coordinator *gc, struct topic *t)
 	return 0;
 }
 
-int group_coordinator_ensure_topic(struct group_coordinator *gc)
+/* The topic is created at startup, before anything is served (blocking there is fine). Should
+ * that have failed, a later call asks the broker's topic worker for it and says "not
+ * available" until it is there (clients retry, as with Kafka's lazy creation). */
+static int ensure_topic(struct group_coordinator *gc, bool startup)
 {
 	if (gc->topic)
 		return KERR_NONE;
@@ -1741,17 +1744,29 @@ int group_coordinator_ensure_topic(struct group_coordinator *gc)
 			return KERR_COORDINATOR_NOT_AVAILABLE;
 		char why[512];
 		int32_t n = (int32_t)cfg_int(gc->conf, BC_OFFSETS_TOPIC_NUM_PARTITIONS);
-		int err = broker_create_topic(gc->b, GROUP_OFFSETS_TOPIC, sizeof GROUP_OFFSETS_TOPIC - 1, n,
-					      &tc, false, &t, why, sizeof why);
+		struct broker_topic_spec spec = { .partitions = n, .cfg = &tc };
+		const size_t len = sizeof GROUP_OFFSETS_TOPIC - 1;
+		int err = KERR_NONE;
+		if (startup)
+			err = broker_create_topic(gc->b, GROUP_OFFSETS_TOPIC, len, n, &tc, false, &t, why,
+						  sizeof why);
+		else if (!broker_wait_topic(gc->b, GROUP_OFFSETS_TOPIC, len, NULL))
+			err = broker_create_topic_async(gc->b, GROUP_OFFSETS_TOPIC, len, &spec, NULL, why,
+							sizeof why);
 		cfg_free(&tc);
-		if (err != KERR_NONE) {
+		if (err != KERR_NONE)
 			slog_error("group", "cannot create %s: %s", GROUP_OFFSETS_TOPIC, why);
+		if (!t)
 			return KERR_COORDINATOR_NOT_AVAILABLE;
-		}
 	}
 	if (adopt_topic(gc, t) < 0)
 		return KERR_COORDINATOR_NOT_AVAILABLE;
 	return KERR_NONE;
+}
+
+int group_coordinator_ensure_topic(struct group_coordinator *gc)
+{
+	return ensure_topic(gc, false);
 }
 
 /* Readers of the record formats, every version Kafka has written (0-4; 4 is flexible). */
@@ -2068,6 +2083,8 @@ int group_coordinator_open(struct group_coordinator **out, struct uring *ur, str
 		slog_info("group", "loaded %u groups, %" PRId64 " offsets from %" PRId64 " records of %s "
 			  "in %" PRId64 " ms", gc->n_groups, gc->n_offsets, gc->stats.replayed_records,
 			  GROUP_OFFSETS_TOPIC, st_mono_ms() - t0);
+	} else {
+		ensure_topic(gc, true); /* before serving: the one blocking creation allowed */
 	}
 	gtimer_arm(gc, &gc->expire_timer, cfg_ms(gc, BC_OFFSETS_RETENTION_CHECK_MS));
 	*out = gc;

@@ -155,7 +155,12 @@ static void handle_api_versions(struct kreq *q)
 	resp.api_keys.len = (int32_t)ST_ARRAY_LEN(kafka_apis);
 	for (size_t i = 0; i < ST_ARRAY_LEN(kafka_apis); i++) {
 		resp.api_keys.items[i].api_key = kafka_apis[i].key;
-		resp.api_keys.items[i].min_version = kafka_apis[i].min;
+		/* Produce is advertised from v0 but served from v3 (v0-2 requests close the
+		 * connection below), as Kafka 4 does (KAFKA-18659): librdkafka before 2.10 enables
+		 * gzip/snappy/lz4 only when the broker's Produce range contains v0, and otherwise
+		 * silently sends uncompressed batches (librdkafka issue 4956). Clients pick the
+		 * highest common version, so nobody picks v0-2 without asking for message sets. */
+		resp.api_keys.items[i].min_version = kafka_apis[i].key == 0 ? 0 : kafka_apis[i].min;
 		resp.api_keys.items[i].max_version = kafka_apis[i].max;
 	}
 	resp.throttle_time_ms = 0;
@@ -209,18 +214,100 @@ static void add_topic_cb(void *ctx, struct topic *t)
 		a->rc = fill_topic(a->q, t, &a->resp->topics.items[a->resp->topics.len++]);
 }
 
+/* A Metadata request waiting for topics being created (auto-creation, or someone else's
+ * CreateTopics or DeleteTopics of that name): answered once every one ended. Topics are looked
+ * up only when answering, so that nothing points into a topic deleted meanwhile. */
+struct md_state {
+	struct kreq *q;
+	struct kmsg_metadata_request req;
+	struct kmsg_metadata_response resp;
+	int16_t *create_err;            /* per requested topic: a refused auto-creation's error */
+	int32_t pending;
+};
+
+struct md_wait {
+	struct broker_waiter w;
+	struct md_state *st;
+	int32_t idx;
+};
+
+static void metadata_answer(struct md_state *st)
+{
+	struct kreq *q = st->q;
+	struct kafka_server *s = q->srv;
+	struct kmsg_metadata_response *resp = &st->resp;
+	int rc = 0;
+	for (int32_t i = 0; i < st->req.topics.len && rc == 0; i++) {
+		struct kstr name = st->req.topics.items[i].name;
+		struct kmsg_metadata_response_topic *mt = &resp->topics.items[i];
+		kmsg_metadata_response_topic_init(mt);
+		mt->name = name;
+		if (name.len < 0) {
+			/* by topic id (v10+) */
+			struct topic *byid = broker_find_topic_id(s->broker, st->req.topics.items[i].topic_id);
+			if (!byid) {
+				mt->error_code = KERR_UNKNOWN_TOPIC_ID;
+				memcpy(mt->topic_id, st->req.topics.items[i].topic_id, 16);
+				continue;
+			}
+			rc = fill_topic(q, byid, mt);
+			continue;
+		}
+		struct topic *t = broker_find_topic(s->broker, name.p, (size_t)name.len);
+		if (t) {
+			rc = fill_topic(q, t, mt);
+			continue;
+		}
+		if (st->create_err[i]) {
+			mt->error_code = st->create_err[i];
+			continue;
+		}
+		char why[256];
+		mt->error_code = broker_validate_topic_name(name.p, (size_t)name.len, why, sizeof why) < 0
+					 ? KERR_INVALID_TOPIC_EXCEPTION
+					 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
+	}
+	if (rc < 0) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp->topics.len = st->req.topics.len;
+	KAFKA_RESPOND(q, metadata_response, resp);
+}
+
+static void metadata_topic_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
+{
+	(void)t;
+	struct md_wait *mw = ST_CONTAINER_OF(w, struct md_wait, w);
+	struct md_state *st = mw->st;
+	if (kerr != KERR_NONE) {
+		struct kstr name = st->req.topics.items[mw->idx].name;
+		slog_info("kafka", "auto-create of topic '%.*s' failed: %s", (int)ST_MIN(name.len, 249),
+			  name.p, why);
+		st->create_err[mw->idx] = (int16_t)kerr;
+	}
+	if (--st->pending == 0)
+		metadata_answer(st);
+}
+
 static void handle_metadata(struct kreq *q)
 {
 	struct kafka_server *s = q->srv;
-	struct kmsg_metadata_request req;
-	kmsg_metadata_request_init(&req);
-	if (kmsg_metadata_request_decode(&q->body, q->version, &req, &q->arena) < 0) {
+	struct md_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	if (!st) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	st->q = q;
+	struct kmsg_metadata_request *req = &st->req;
+	kmsg_metadata_request_init(req);
+	if (kmsg_metadata_request_decode(&q->body, q->version, req, &q->arena) < 0) {
 		kafka_bad_request(q, "undecodable body");
 		return;
 	}
-	struct kmsg_metadata_response resp;
-	kmsg_metadata_response_init(&resp);
-	resp.throttle_time_ms = 0;
+	struct kmsg_metadata_response *resp = &st->resp;
+	kmsg_metadata_response_init(resp);
+	resp->throttle_time_ms = 0;
 	struct kmsg_metadata_response_broker *br = arena_calloc(&q->arena, 1, sizeof *br);
 	if (!br) {
 		kafka_bad_request(q, "out of memory");
@@ -230,79 +317,76 @@ static void handle_metadata(struct kreq *q)
 	br->node_id = s->broker->node_id;
 	br->host = kstr_c(s->adv_host);
 	br->port = s->adv_port;
-	resp.brokers.items = br;
-	resp.brokers.len = 1;
-	resp.cluster_id = kstr_c(s->broker->cluster_id);
-	resp.controller_id = s->broker->node_id;
+	resp->brokers.items = br;
+	resp->brokers.len = 1;
+	resp->cluster_id = kstr_c(s->broker->cluster_id);
+	resp->controller_id = s->broker->node_id;
 
 	/* v0: an empty array means all topics; v1+: null means all, empty means none. */
-	bool all = req.topics.len < 0 || (q->version == 0 && req.topics.len == 0);
-	int rc = 0;
+	bool all = req->topics.len < 0 || (q->version == 0 && req->topics.len == 0);
 	if (all) {
-		resp.topics.items = arena_calloc(&q->arena, s->broker->n_topics + 1,
-						 sizeof *resp.topics.items);
-		if (!resp.topics.items) {
+		resp->topics.items = arena_calloc(&q->arena, s->broker->n_topics + 1,
+						  sizeof *resp->topics.items);
+		if (!resp->topics.items) {
 			kafka_bad_request(q, "out of memory");
 			return;
 		}
-		struct all_topics_ctx a = { q, &resp, 0 };
+		struct all_topics_ctx a = { q, resp, 0 };
 		broker_foreach_topic(s->broker, add_topic_cb, &a);
-		rc = a.rc;
-	} else {
-		resp.topics.items = arena_calloc(&q->arena, (size_t)req.topics.len + 1,
-						 sizeof *resp.topics.items);
-		if (!resp.topics.items) {
+		if (a.rc < 0) {
 			kafka_bad_request(q, "out of memory");
 			return;
 		}
-		bool auto_create = cfg_bool(s->conf, BC_AUTO_CREATE_TOPICS) &&
-				   (q->version < 4 || req.allow_auto_topic_creation);
-		for (int32_t i = 0; i < req.topics.len && rc == 0; i++) {
-			struct kstr name = req.topics.items[i].name;
-			struct kmsg_metadata_response_topic *mt = &resp.topics.items[resp.topics.len++];
-			kmsg_metadata_response_topic_init(mt);
-			mt->name = name;
-			if (name.len < 0) {
-				/* by topic id (v10+) */
-				struct topic *byid = broker_find_topic_id(s->broker, req.topics.items[i].topic_id);
-				if (!byid) {
-					mt->error_code = KERR_UNKNOWN_TOPIC_ID;
-					memcpy(mt->topic_id, req.topics.items[i].topic_id, 16);
-					continue;
-				}
-				rc = fill_topic(q, byid, mt);
-				continue;
-			}
-			struct topic *t = broker_find_topic(s->broker, name.p, (size_t)name.len);
-			/* Internal topics (__consumer_offsets, ...) are created by their owners only. */
-			bool internal = name.len >= 2 && name.p[0] == '_' && name.p[1] == '_';
-			if (!t && auto_create && !internal) {
-				char why[256];
-				int err = broker_create_topic(s->broker, name.p, (size_t)name.len, -1, NULL,
-							      false, &t, why, sizeof why);
-				if (err != KERR_NONE) {
-					mt->error_code = (int16_t)err;
-					slog_info("kafka", "auto-create of topic '%.*s' refused: %s",
-						  (int)ST_MIN(name.len, 249), name.p, why);
-					continue;
-				}
-			}
-			if (!t) {
-				char why[256];
-				mt->error_code = broker_validate_topic_name(name.p, (size_t)name.len, why,
-									    sizeof why) < 0
-							 ? KERR_INVALID_TOPIC_EXCEPTION
-							 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
-				continue;
-			}
-			rc = fill_topic(q, t, mt);
-		}
+		KAFKA_RESPOND(q, metadata_response, resp);
+		return;
 	}
-	if (rc < 0) {
+	int32_t nt = req->topics.len;
+	resp->topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->topics.items);
+	st->create_err = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *st->create_err);
+	struct md_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
+	if (!resp->topics.items || !st->create_err || !waits) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	KAFKA_RESPOND(q, metadata_response, &resp);
+	bool auto_create = cfg_bool(s->conf, BC_AUTO_CREATE_TOPICS) &&
+			   (q->version < 4 || req->allow_auto_topic_creation);
+	/* Topics missing now: wait for one being created or deleted, auto-create the others
+	 * (on the topic worker). The request counts itself until the loop is over. */
+	st->pending = 1;
+	for (int32_t i = 0; i < nt; i++) {
+		struct kstr name = req->topics.items[i].name;
+		if (name.len < 0 || broker_find_topic(s->broker, name.p, (size_t)name.len))
+			continue;
+		struct md_wait *mw = &waits[i];
+		mw->st = st;
+		mw->idx = i;
+		mw->w.done = metadata_topic_done;
+		if (broker_wait_topic(s->broker, name.p, (size_t)name.len, &mw->w)) {
+			st->pending++;
+			continue;
+		}
+		/* Internal topics (__consumer_offsets, ...) are created by their owners only. */
+		bool internal = name.len >= 2 && name.p[0] == '_' && name.p[1] == '_';
+		if (!auto_create || internal)
+			continue;
+		char why[256];
+		struct broker_topic_spec spec = { .partitions = -1 };
+		int err = broker_create_topic_async(s->broker, name.p, (size_t)name.len, &spec, &mw->w,
+						    why, sizeof why);
+		if (err == KERR_NONE) {
+			st->pending++;
+			continue;
+		}
+		/* A full queue or a shutdown: retriable; a bad name: as Kafka says it. */
+		st->create_err[i] = err == KERR_THROTTLING_QUOTA_EXCEEDED || err == KERR_REQUEST_TIMED_OUT
+					    ? KERR_LEADER_NOT_AVAILABLE
+					    : (int16_t)err;
+		slog_info("kafka", "auto-create of topic '%.*s' refused: %s", (int)ST_MIN(name.len, 249),
+			  name.p, why);
+	}
+	if (--st->pending == 0)
+		metadata_answer(st);
+	/* else parked: the last metadata_topic_done answers */
 }
 
 /* --- DescribeCluster ------------------------------------------------------------------------ */
@@ -477,6 +561,9 @@ int kafka_server_port(const struct kafka_server *s) { return net_server_port(s->
 void kafka_server_stop(struct kafka_server *s)
 {
 	s->stopping = 1;
+	/* Topic creations not started yet end now: their parked requests are answered (the
+	 * answers dropped) instead of holding the shutdown. */
+	broker_cancel_jobs(s->broker);
 	group_coordinator_stop(s->groups); /* answers parked JoinGroup/SyncGroup */
 	net_server_stop(s->net);
 }

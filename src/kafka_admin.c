@@ -2,8 +2,10 @@
  * DeleteRecords, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, OffsetForLeaderEpoch
  * and InitProducerId (producer id allocation, persisted in blocks under log.dirs).
  * Decides what a request means in Kafka's terms and answers it; the broker (broker.h) does the
- * work on topics and config.c validates settings. Runs on the reactor thread: never parks a
- * request, and blocks only where the broker does (topic directories) or for the rare
+ * work on topics and config.c validates settings. Runs on the reactor thread. CreateTopics,
+ * DeleteTopics and CreatePartitions park their request while the broker's topic worker does
+ * the file work (broker.h, *_async) and answer when every topic's operation ended; the rest
+ * blocks only where the broker does (AlterConfigs: one small metadata file) or for the rare
  * producer-id block reservation (one small fsynced file write per 1000 ids). */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "kafka_int.h"
@@ -331,8 +334,15 @@ static void create_topics_describe(struct kreq *q, const struct cfg *tc,
 /* Validates one topic's request and builds its settings into tc (initialised here, freed by
  * the caller). Returns a Kafka error with the message in why. *partitions gets the count to
  * create (-1: num.partitions). */
+/* The create-time flag that restores a topic from the bucket (Redpanda's name, and ours). */
+static bool is_recovery_key(const char *key)
+{
+	return strcmp(key, "redpanda.remote.recovery") == 0 || strcmp(key, "remote.recovery") == 0;
+}
+
 static int create_topic_check(struct kreq *q, const struct kmsg_create_topics_request_creatable_topic *ct,
-			      struct cfg *tc, int32_t *partitions, char *why, size_t why_len, bool *oom)
+			      struct cfg *tc, int32_t *partitions, bool *recovery, char *why,
+			      size_t why_len, bool *oom)
 {
 	struct broker *b = q->srv->broker;
 	if (kstr_has_nul(ct->name) ||
@@ -407,12 +417,82 @@ static int create_topic_check(struct kreq *q, const struct kmsg_create_topics_re
 			snprintf(why, why_len, "Null value not supported for topic config %s", key);
 			return KERR_INVALID_CONFIG;
 		}
+		if (is_recovery_key(key)) {
+			/* Not a setting of the topic: it says how to create it, and is not kept. */
+			if (strcasecmp(val, "true") != 0 && strcasecmp(val, "false") != 0) {
+				snprintf(why, why_len, "Invalid value %s for configuration %s: expected "
+					 "true or false", val, key);
+				return KERR_INVALID_CONFIG;
+			}
+			*recovery = strcasecmp(val, "true") == 0;
+			continue;
+		}
 		if (cfg_set(tc, key, val, why, why_len) < 0)
 			return KERR_INVALID_CONFIG;
 	}
 	if (cfg_check_topic(tc, q->srv->conf, why, why_len) < 0) /* cross-key (tiering) */
 		return KERR_INVALID_CONFIG;
 	return KERR_NONE;
+}
+
+/* A parked CreateTopics: one waiter per topic the broker's worker creates. */
+struct ct_state {
+	struct kreq *q;
+	struct kmsg_create_topics_response resp;
+	int32_t pending;
+	bool oom;
+};
+
+struct ct_wait {
+	struct broker_waiter w;
+	struct ct_state *st;
+	struct kmsg_create_topics_response_creatable_topic_result *r;
+};
+
+static void create_topics_answer(struct ct_state *st)
+{
+	struct kreq *q = st->q;
+	if (st->oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, create_topics_response, &st->resp);
+}
+
+/* A created topic's answer (t: the topic, or NULL with validate_only and tc its settings). */
+static void create_topic_result(struct kreq *q, struct topic *t, const struct cfg *tc,
+				int32_t partitions,
+				struct kmsg_create_topics_response_creatable_topic_result *r, bool *oom)
+{
+	r->error_code = KERR_NONE;
+	r->error_message = KSTR_NULL;
+	r->replication_factor = 1;
+	if (t) {
+		r->num_partitions = t->n_partitions;
+		memcpy(r->topic_id, t->id, 16);
+	} else {
+		r->num_partitions = partitions > 0 ? partitions
+						  : (int32_t)cfg_int(q->srv->conf, BC_NUM_PARTITIONS);
+	}
+	if (q->version >= 5)
+		create_topics_describe(q, t ? &t->cfg : tc, r, oom);
+}
+
+static void create_topic_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
+{
+	struct ct_wait *cw = ST_CONTAINER_OF(w, struct ct_wait, w);
+	struct ct_state *st = cw->st;
+	struct kreq *q = st->q;
+	if (kerr == KERR_NONE) {
+		create_topic_result(q, t, NULL, 0, cw->r, &st->oom);
+	} else {
+		cw->r->error_code = (int16_t)kerr;
+		cw->r->error_message = astr(q, why, &st->oom);
+		slog_info("kafka", "create topic '%.*s' failed (%s): %s", shown_len(cw->r->name),
+			  cw->r->name.p, kerr_name(kerr), why);
+	}
+	if (--st->pending == 0)
+		create_topics_answer(st);
 }
 
 void kafka_handle_create_topics(struct kreq *q)
@@ -424,15 +504,22 @@ void kafka_handle_create_topics(struct kreq *q)
 		kafka_bad_request(q, "undecodable body");
 		return;
 	}
-	struct kmsg_create_topics_response resp;
-	kmsg_create_topics_response_init(&resp);
 	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
-	resp.topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.topics.items);
-	if (!resp.topics.items) {
+	struct ct_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	struct ct_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
+	if (!st || !waits) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	resp.topics.len = nt;
+	st->q = q;
+	struct kmsg_create_topics_response *resp = &st->resp;
+	kmsg_create_topics_response_init(resp);
+	resp->topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->topics.items);
+	if (!resp->topics.items) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	resp->topics.len = nt;
 	struct kstr *names = kstr_array(q, nt);
 	for (int32_t i = 0; names && i < nt; i++)
 		names[i] = req.topics.items[i].name;
@@ -443,9 +530,11 @@ void kafka_handle_create_topics(struct kreq *q)
 	}
 	bool oom = false;
 	bool validate_only = q->version >= 1 && req.validate_only;
+	/* Counts itself until the loop is over, so that no answer goes out from inside it. */
+	st->pending = 1;
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		const struct kmsg_create_topics_request_creatable_topic *ct = &req.topics.items[i];
-		struct kmsg_create_topics_response_creatable_topic_result *r = &resp.topics.items[i];
+		struct kmsg_create_topics_response_creatable_topic_result *r = &resp->topics.items[i];
 		kmsg_create_topics_response_creatable_topic_result_init(r);
 		r->name = ct->name;
 		r->error_message = KSTR_NULL;
@@ -463,11 +552,25 @@ void kafka_handle_create_topics(struct kreq *q)
 			break;
 		}
 		int32_t partitions = -1;
-		int err = create_topic_check(q, ct, &tc, &partitions, why, sizeof why, &oom);
-		struct topic *t = NULL;
-		if (err == KERR_NONE)
-			err = broker_create_topic(b, ct->name.p, (size_t)ct->name.len, partitions, &tc,
-						  validate_only, &t, why, sizeof why);
+		bool recovery = false;
+		int err = create_topic_check(q, ct, &tc, &partitions, &recovery, why, sizeof why, &oom);
+		struct broker_topic_spec spec = { .partitions = partitions, .cfg = &tc,
+						  .remote_recovery = recovery };
+		if (err == KERR_NONE && validate_only) {
+			err = broker_check_new_topic(b, ct->name.p, (size_t)ct->name.len, &spec, why,
+						     sizeof why);
+		} else if (err == KERR_NONE) {
+			waits[i].st = st;
+			waits[i].r = r;
+			waits[i].w.done = create_topic_done;
+			err = broker_create_topic_async(b, ct->name.p, (size_t)ct->name.len, &spec,
+							&waits[i].w, why, sizeof why);
+			if (err == KERR_NONE) {
+				st->pending++;
+				cfg_free(&tc);
+				continue;
+			}
+		}
 		if (err != KERR_NONE) {
 			r->error_code = (int16_t)err;
 			r->error_message = astr(q, why, &oom);
@@ -476,27 +579,61 @@ void kafka_handle_create_topics(struct kreq *q)
 			cfg_free(&tc);
 			continue;
 		}
-		r->error_code = KERR_NONE;
-		r->replication_factor = 1;
-		if (t) {
-			r->num_partitions = t->n_partitions;
-			memcpy(r->topic_id, t->id, 16);
-		} else {
-			r->num_partitions = partitions > 0 ? partitions
-							  : (int32_t)cfg_int(q->srv->conf, BC_NUM_PARTITIONS);
-		}
-		if (q->version >= 5)
-			create_topics_describe(q, t ? &t->cfg : &tc, r, &oom);
+		/* validate_only: what the topic would be (a restore's count and settings would come
+		 * from the bucket, which is not read for a validation) */
+		create_topic_result(q, NULL, &tc, partitions, r, &oom);
+		if (recovery && partitions < 1)
+			r->num_partitions = -1; /* the bucket's, unknown here */
 		cfg_free(&tc);
 	}
-	if (oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, create_topics_response, &resp);
+	st->oom = st->oom || oom;
+	if (--st->pending == 0)
+		create_topics_answer(st);
+	/* else parked: the last create_topic_done answers (the kreq stays counted in flight) */
 }
 
 /* --- DeleteTopics ------------------------------------------------------------------------------ */
+
+/* A parked DeleteTopics or CreatePartitions: one waiter per topic the worker works on. */
+struct op_state {
+	struct kreq *q;
+	void *resp;                     /* the response, answered by answer() */
+	void (*answer)(struct op_state *st);
+	int32_t pending;
+	bool oom;
+};
+
+struct op_wait {
+	struct broker_waiter w;
+	struct op_state *st;
+	int16_t *error_code;
+	struct kstr *error_message;
+	const char *what;               /* for the log: "delete topic", "create partitions on" */
+	char name[BROKER_TOPIC_NAME_MAX + 1];
+};
+
+static void op_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
+{
+	(void)t;
+	struct op_wait *ow = ST_CONTAINER_OF(w, struct op_wait, w);
+	struct op_state *st = ow->st;
+	*ow->error_code = (int16_t)kerr;
+	*ow->error_message = kerr == KERR_NONE ? KSTR_NULL : astr(st->q, why, &st->oom);
+	if (kerr != KERR_NONE)
+		slog_info("kafka", "%s %s failed (%s): %s", ow->what, ow->name, kerr_name(kerr), why);
+	if (--st->pending == 0)
+		st->answer(st);
+}
+
+static void delete_topics_answer(struct op_state *st)
+{
+	struct kreq *q = st->q;
+	if (st->oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, delete_topics_response, (struct kmsg_delete_topics_response *)st->resp);
+}
 
 void kafka_handle_delete_topics(struct kreq *q)
 {
@@ -513,6 +650,13 @@ void kafka_handle_delete_topics(struct kreq *q)
 		nt = req.topics.len < 0 ? 0 : req.topics.len;
 	} else {
 		nt = req.topic_names.len < 0 ? 0 : req.topic_names.len;
+	}
+	struct op_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	struct kmsg_delete_topics_response *respp = arena_calloc(&q->arena, 1, sizeof *respp);
+	struct op_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
+	if (!st || !respp || !waits) {
+		kafka_bad_request(q, "out of memory");
+		return;
 	}
 	struct kmsg_delete_topics_response resp;
 	kmsg_delete_topics_response_init(&resp);
@@ -538,6 +682,9 @@ void kafka_handle_delete_topics(struct kreq *q)
 	}
 	bool oom = false;
 	bool enabled = cfg_bool(q->srv->conf, BC_DELETE_TOPIC_ENABLE);
+	st->q = q;
+	st->answer = delete_topics_answer;
+	st->pending = 1; /* the loop itself: no answer from inside it */
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		struct kstr name = q->version >= 6 ? req.topics.items[i].name : req.topic_names.items[i];
 		const uint8_t *id = q->version >= 6 ? req.topics.items[i].topic_id : zero_id;
@@ -581,26 +728,43 @@ void kafka_handle_delete_topics(struct kreq *q)
 		}
 		r->name = astr(q, t->name, &oom);
 		memcpy(r->topic_id, t->id, 16);
-		char tname[BROKER_TOPIC_NAME_MAX + 1];
-		snprintf(tname, sizeof tname, "%s", t->name);
-		int rc = broker_delete_topic(b, t);
-		if (rc < 0) {
-			r->error_code = KERR_UNKNOWN_SERVER_ERROR;
-			r->error_message = afmt(q, &oom, "cannot delete topic %s: %s", tname, strerror(-rc));
-			slog_error("kafka", "delete topic %s failed: %s", tname, strerror(-rc));
+		struct op_wait *ow = &waits[i];
+		ow->st = st;
+		ow->error_code = &r->error_code;
+		ow->error_message = &r->error_message;
+		ow->what = "delete topic";
+		ow->w.done = op_done;
+		snprintf(ow->name, sizeof ow->name, "%s", t->name);
+		char why[ADMIN_MSG_MAX] = "";
+		/* t is gone from the table when this returns (its files go on the worker) */
+		int err = broker_delete_topic_async(b, t, &ow->w, why, sizeof why);
+		if (err != KERR_NONE) {
+			r->error_code = (int16_t)err;
+			r->error_message = astr(q, why, &oom);
+			slog_info("kafka", "delete topic %s refused (%s): %s", ow->name, kerr_name(err), why);
 			continue;
 		}
-		r->error_code = KERR_NONE;
-		r->error_message = KSTR_NULL;
+		st->pending++;
 	}
-	if (oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, delete_topics_response, &resp);
+	*respp = resp;
+	st->resp = respp;
+	st->oom = st->oom || oom;
+	if (--st->pending == 0)
+		delete_topics_answer(st);
 }
 
 /* --- CreatePartitions -------------------------------------------------------------------------- */
+
+static void create_partitions_answer(struct op_state *st)
+{
+	struct kreq *q = st->q;
+	if (st->oom) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	KAFKA_RESPOND(q, create_partitions_response,
+		      (struct kmsg_create_partitions_response *)st->resp);
+}
 
 void kafka_handle_create_partitions(struct kreq *q)
 {
@@ -612,6 +776,15 @@ void kafka_handle_create_partitions(struct kreq *q)
 		return;
 	}
 	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
+	struct op_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	struct kmsg_create_partitions_response *respp = arena_calloc(&q->arena, 1, sizeof *respp);
+	struct op_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
+	if (!st || !respp || !waits) {
+		kafka_bad_request(q, "out of memory");
+		return;
+	}
+	st->q = q;
+	st->answer = create_partitions_answer;
 	struct kmsg_create_partitions_response resp;
 	kmsg_create_partitions_response_init(&resp);
 	resp.results.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.results.items);
@@ -629,6 +802,7 @@ void kafka_handle_create_partitions(struct kreq *q)
 		return;
 	}
 	bool oom = false;
+	st->pending = 1; /* the loop itself: no answer from inside it */
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		const struct kmsg_create_partitions_request_create_partitions_topic *ct = &req.topics.items[i];
 		struct kmsg_create_partitions_response_create_partitions_topic_result *r =
@@ -675,8 +849,22 @@ void kafka_handle_create_partitions(struct kreq *q)
 				}
 			}
 		}
-		if (err == KERR_NONE)
-			err = broker_add_partitions(b, t, ct->count, req.validate_only, why, sizeof why);
+		if (err == KERR_NONE && req.validate_only) {
+			err = broker_add_partitions(b, t, ct->count, true, why, sizeof why);
+		} else if (err == KERR_NONE) {
+			struct op_wait *ow = &waits[i];
+			ow->st = st;
+			ow->error_code = &r->error_code;
+			ow->error_message = &r->error_message;
+			ow->what = "create partitions on";
+			ow->w.done = op_done;
+			snprintf(ow->name, sizeof ow->name, "%s", t->name);
+			err = broker_add_partitions_async(b, t, ct->count, &ow->w, why, sizeof why);
+			if (err == KERR_NONE) {
+				st->pending++;
+				continue;
+			}
+		}
 		r->error_code = (int16_t)err;
 		if (err != KERR_NONE) {
 			r->error_message = astr(q, why, &oom);
@@ -684,11 +872,11 @@ void kafka_handle_create_partitions(struct kreq *q)
 				  kerr_name(err), why);
 		}
 	}
-	if (oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, create_partitions_response, &resp);
+	*respp = resp;
+	st->resp = respp;
+	st->oom = st->oom || oom;
+	if (--st->pending == 0)
+		create_partitions_answer(st);
 }
 
 /* --- DeleteRecords ----------------------------------------------------------------------------- */
@@ -933,6 +1121,11 @@ static int apply_topic_cfg(struct kreq *q, struct topic *t, const struct cfg *nc
 			   size_t why_len)
 {
 	int rc = broker_set_topic_config(q->srv->broker, t, nc);
+	if (rc == -EBUSY) {
+		snprintf(why, why_len, "Partitions are being added to topic %s; retry when done.",
+			 t->name);
+		return KERR_REASSIGNMENT_IN_PROGRESS;
+	}
 	if (rc < 0) {
 		snprintf(why, why_len, "cannot save the settings of topic %s: %s", t->name, strerror(-rc));
 		slog_error("kafka", "%s", why);

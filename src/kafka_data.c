@@ -1,14 +1,18 @@
-/* kafka_data.c -- the data path APIs: Produce (appends answered after their covering fsync),
+/* kafka_data.c -- the data path APIs: Produce (appends answered after their covering fsync;
+ * batches recompressed first when the topic's compression.type asks for another codec),
  * Fetch (long poll, responses built from header bytes plus segment file ranges, no copy of
  * record bytes) and ListOffsets. Runs on the reactor; parks requests instead of blocking. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kafka_int.h"
 #include "strata/batch.h"
 #include "strata/common.h"
+#include "strata/compress.h"
+#include "strata/config.h"
 #include "strata/log.h"
 #include "strata/pstate.h"
 #include "strata/slog.h"
@@ -23,6 +27,8 @@ struct produce_part {
 	struct partition *p;
 	struct pstate_append pa;         /* idempotent-producer bookkeeping (pstate.h) */
 	struct pstate_waiter dup_wait;   /* a retry answered once its in-flight original is */
+	uint8_t *recompressed;           /* malloc'd batch appended instead of the producer's (freed
+					    once the log is done with it) */
 };
 
 struct produce_state {
@@ -81,6 +87,8 @@ static void produce_part_done(struct log_append *a, int kerr)
 	/* First: a failure rolls the producer state back before anyone retries. */
 	if (pp->p->pstate)
 		pstate_append_done(pp->p->pstate, &pp->pa, kerr);
+	free(pp->recompressed);
+	pp->recompressed = NULL;
 	produce_part_answer(pp, kerr);
 }
 
@@ -131,6 +139,56 @@ static void records_scan(struct kbytes records, int *n_batches, bool *zstd)
 			return;
 		pos += 12 + (size_t)blen;
 	}
+}
+
+/* The codec a topic stores its batches in (compression.type), or -1 for `producer`: kept as
+ * produced. */
+static int topic_target_codec(const struct broker *b, const struct topic *t)
+{
+	const char *ct = cfg_topic_str(&t->cfg, b->conf, TC_COMPRESSION_TYPE);
+	if (!ct || strcasecmp(ct, "producer") == 0)
+		return -1;
+	if (strcasecmp(ct, "uncompressed") == 0)
+		return COMPRESS_NONE;
+	int codec = compress_codec_parse(ct); /* none (Strata's synonym), gzip, snappy, lz4, zstd */
+	return codec < 0 ? -1 : codec;
+}
+
+/* Kafka's LogValidator: a batch whose codec is not the topic's is decompressed and rewritten in
+ * the topic's codec before the log assigns its offsets (validated on the way, with the options
+ * the log uses, so the answer is the one the log would give). CPU work on the reactor, as Kafka
+ * does it on the request thread; only topics that ask for it pay. */
+static int produce_recompress(struct kreq *q, struct topic *t, struct produce_part *pp)
+{
+	int target = topic_target_codec(q->srv->broker, t);
+	if (target < 0)
+		return KERR_NONE;
+	/* produce_first_batch_check passed: one whole batch header is there */
+	ST_ASSERT(pp->a.len >= BATCH_HDR_SIZE);
+	if ((st_be16(pp->a.data + BATCH_OFF_ATTRIBUTES) & BATCH_ATTR_CODEC_MASK) == target)
+		return KERR_NONE;
+	/* Trailing bytes after the batch: the log refuses them, with or without recompression. */
+	if ((size_t)st_be32(pp->a.data + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD != pp->a.len)
+		return KERR_NONE;
+	struct log_config lc;
+	broker_log_config(q->srv->broker, t, &lc);
+	struct batch_validate_opts vo = {
+		.max_message_bytes = lc.max_message_bytes,
+		.log_append_time = lc.log_append_time,
+		.now_ms = st_now_ms(),
+		.timestamp_before_max_ms = ST_MAX(lc.timestamp_before_max_ms, (int64_t)0),
+		.timestamp_after_max_ms = ST_MAX(lc.timestamp_after_max_ms, (int64_t)0),
+		.inflate_compressed = true,
+	};
+	uint8_t *nb = NULL;
+	size_t nlen = 0;
+	int err = batch_recompress(pp->a.data, pp->a.len, &vo, target, 0, &nb, &nlen);
+	if (err != KERR_NONE || !nb)
+		return err;
+	pp->recompressed = nb;
+	pp->a.data = nb;
+	pp->a.len = nlen;
+	return KERR_NONE;
 }
 
 void kafka_handle_produce(struct kreq *q)
@@ -243,13 +301,17 @@ void kafka_handle_produce(struct kreq *q)
 				}
 			}
 			if (err == KERR_NONE) {
-				err = log_append(p->log, &pp->a);
+				err = produce_recompress(q, t, pp);
+				if (err == KERR_NONE)
+					err = log_append(p->log, &pp->a);
 				if (pst && err == KERR_NONE)
 					pstate_commit(pst, &pp->pa, pp->a.data, pp->a.len, st_now_ms());
 				else if (pst)
 					pstate_cancel(pst, &pp->pa);
 			}
 			if (err != KERR_NONE) {
+				free(pp->recompressed); /* the log never took it */
+				pp->recompressed = NULL;
 				pr->error_code = (int16_t)err;
 				slog_info("kafka", "topic=%s partition=%d: produce rejected: %s", t->name,
 					   pd->index, kerr_name(err));
@@ -359,6 +421,12 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 		bool cold_wait = p->tier && fp->fetch_offset < local_start && tier_part_loading(p->tier);
 		if ((fp->fetch_offset < lstart && !cold_wait) || fp->fetch_offset > hw)
 			err = KERR_OFFSET_OUT_OF_RANGE;
+		/* As Kafka (KafkaApis.maybeConvertFetchedData): a topic configured to store zstd
+		 * is not served to consumers older than Fetch v10 (KIP-110), whatever its batches. */
+		if (q->version < 10 && topic_target_codec(q->srv->broker, t) == COMPRESS_ZSTD) {
+			err = KERR_UNSUPPORTED_COMPRESSION_TYPE;
+			hw = lso = lstart = -1;
+		}
 	}
 	/* Cold reads first (tier/tier.h): offsets below the local log start come from the bucket
 	 * through the read cache; a pending download leaves the partition empty for now (the

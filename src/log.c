@@ -1943,6 +1943,14 @@ static int recover(struct log *l, const struct ckpt_snap *ck, bool *recovered, b
 int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	     const struct log_hooks *hooks, struct log **out)
 {
+	return log_open_at(ur, dir, 0, cfg, hooks, out);
+}
+
+int log_open_at(struct uring *ur, const char *dir, int64_t initial_offset,
+		const struct log_config *cfg, const struct log_hooks *hooks, struct log **out)
+{
+	if (initial_offset < 0)
+		return -EINVAL;
 	if (strlen(dir) + SEG_NAME_DIGITS + 16 >= PATH_MAX)
 		return -ENAMETOOLONG;
 	struct log *l = calloc(1, sizeof *l);
@@ -1989,7 +1997,7 @@ int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	bool recovered = false, bulk = false;
 	if (l->nsegs == 0) {
 		struct log_seg *s;
-		int64_t base = ckrc == 0 ? ck.lso : 0;
+		int64_t base = ckrc == 0 ? ck.lso : initial_offset;
 		if ((rc = seg_create(l->dir, base, now, &s)) < 0)
 			goto fail;
 		if ((rc = segs_push(l, s)) < 0) {
@@ -2139,6 +2147,17 @@ int log_close(struct log *l)
 	}
 	free_log(l);
 	return rc;
+}
+
+int log_forget(struct log *l)
+{
+	/* A log nothing was ever queued on has nothing on the ring: no settling, so a thread
+	 * other than the ring's owner may forget a log it just opened. */
+	if (l->q_head || l->writes_inflight || l->sync_inflight || l->close_ops_inflight ||
+	    l->ckpt.inflight)
+		settle_inflight(l);
+	free_log(l);
+	return 0;
 }
 
 int log_destroy(struct log *l)

@@ -15,6 +15,7 @@
 #include "strata/config.h"
 #include "strata/crc32c.h"
 #include "strata/kafka.h"
+#include "strata/metrics.h"
 #include "strata/slog.h"
 #include "strata/uring.h"
 
@@ -28,6 +29,7 @@ struct stratad {
 	int n_sets;
 	struct broker *broker;
 	struct kafka_server *server;
+	struct metrics_http *metrics;   /* NULL with metrics.listener=none */
 	int sig_fd;
 	struct signalfd_siginfo sig_info;
 	struct uring_op sig_op;
@@ -211,16 +213,31 @@ int main(int argc, char **argv)
 			   strerror(rc < 0 ? -rc : errno));
 		return 1;
 	}
+	/* Before the broker opens, so health checks answer "starting" during log recovery and a
+	 * taken port fails the start at once. */
+	const char *ml = cfg_str(&d.conf, BC_METRICS_LISTENER);
+	const struct metrics_label version = { "version", PACKAGE_VERSION };
+	metrics_set(metrics_gauge(metrics_global(), "strata_build_info",
+				  "Always 1; the version as a label.", &version, 1), 1);
+	if ((rc = metrics_http_start(metrics_global(), ml, &d.metrics, why, sizeof why)) < 0) {
+		slog_error("stratad", "cannot start the metrics listener: %s", why);
+		return 1;
+	}
+	if (d.metrics)
+		slog_info("stratad", "serving metrics and health checks on http://%s", ml);
 	if ((rc = broker_open(&d.broker, &d.ur, &d.conf, why, sizeof why)) < 0) {
 		slog_error("stratad", "cannot open the broker: %s", why);
+		metrics_http_stop(d.metrics);
 		return 1;
 	}
 	if ((rc = kafka_server_start(&d.server, &d.ur, d.broker, &d.conf, why, sizeof why)) < 0) {
 		slog_error("stratad", "cannot start the Kafka listener: %s", why);
 		broker_close(d.broker);
+		metrics_http_stop(d.metrics);
 		return 1;
 	}
 	slog_info("stratad", "serving Kafka on %s", cfg_str(&d.conf, BC_LISTENERS));
+	metrics_http_set_health(d.metrics, METRICS_SERVING);
 	arm_signal_read(&d);
 	uring_timer_init(&d.tick, on_tick);
 	uring_timer_arm(&d.ur, &d.tick, STRATAD_TICK_MS);
@@ -234,6 +251,7 @@ int main(int argc, char **argv)
 	}
 	/* Clean shutdown: stop taking requests, let in-flight appends reach their fsync, then
 	 * close the logs (indexes flushed, checkpoint written). Bounded by a deadline. */
+	metrics_http_set_health(d.metrics, METRICS_STOPPING);
 	kafka_server_stop(d.server);
 	uring_timer_cancel(&d.ur, &d.tick);
 	int64_t deadline = st_mono_ms() + 30000;
@@ -248,6 +266,7 @@ int main(int argc, char **argv)
 	}
 	kafka_server_free(d.server);
 	rc = broker_close(d.broker);
+	metrics_http_stop(d.metrics);
 	slog_info("stratad", "stopped%s", rc < 0 ? " with errors" : " cleanly");
 	cfg_free(&d.conf);
 	free(d.sets);

@@ -2,7 +2,9 @@
 # t/admin.sh -- the admin APIs (src/kafka_admin.c) against a real stratad: every version on the
 # wire (t/admin-wire, the generated codecs as client), then librdkafka and kafka-python
 # (t/admin_test.py), then a restart (topics, settings, log starts and producer ids survive),
-# then a broker with delete.topic.enable=false. TAP on stdout.
+# then a broker with delete.topic.enable=false, then topic operations held on the broker's topic
+# worker (concurrent creations, Metadata auto-creation, requests served meanwhile, a stop with a
+# creation in flight). TAP on stdout.
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=.}"
@@ -74,6 +76,41 @@ if strata_stop && strata_start --set delete.topic.enable=false; then
 	run_tap "admin-wire nodelete" "$WIRE" "$STRATA_PORT" nodelete
 else
 	not_ok "stratad restarted with delete.topic.enable=false"
+fi
+
+# Topic operations off the reactor (src/broker.c's topic worker): the gate file holds the
+# worker before each job while it exists, so the checks can see requests parked and others served.
+GATE="$STRATA_DIR/topic.gate"
+STRATA_TEST_TOPIC_GATE=$GATE
+export STRATA_TEST_TOPIC_GATE
+if strata_stop && strata_start --set log.segment.bytes=536870912 --set num.partitions=2; then
+	ok "stratad restarted with the topic gate hook"
+	run_tap "admin-wire async" "$WIRE" "$STRATA_PORT" async "$GATE"
+	# A creation held at the gate while the broker stops: a clean stop, the topic not created.
+	"$WIRE" "$STRATA_PORT" hold "$GATE" > "$STRATA_DIR/hold.out" 2>&1 &
+	hold_pid=$!
+	i=0
+	while [ "$i" -lt 300 ] && ! grep -q '^# parked' "$STRATA_DIR/hold.out"; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if strata_stop; then
+		ok "stratad stopped cleanly with a topic creation in flight"
+	else
+		not_ok "stratad stopped cleanly with a topic creation in flight"
+	fi
+	wait "$hold_pid"
+	run_tap "admin-wire hold" cat "$STRATA_DIR/hold.out"
+	rm -f "$GATE"
+	unset STRATA_TEST_TOPIC_GATE
+	if strata_start_again; then
+		run_tap "admin-wire afterhold" "$WIRE" "$STRATA_PORT" afterhold
+	else
+		not_ok "stratad started again after the held creation"
+	fi
+else
+	not_ok "stratad restarted with the topic gate hook"
+	unset STRATA_TEST_TOPIC_GATE
 fi
 
 if strata_stop; then ok "stratad stopped cleanly"; else not_ok "stratad stopped cleanly"; fi

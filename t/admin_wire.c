@@ -6,6 +6,11 @@
  *   t/admin-wire PORT run STATE   the main checks; writes the last producer id to STATE
  *   t/admin-wire PORT after STATE after a restart: producer ids continue past STATE's
  *   t/admin-wire PORT nodelete    broker runs with delete.topic.enable=false
+ *   t/admin-wire PORT async GATE  topic operations off the reactor: concurrent creations of one
+ *                                 name, Metadata auto-creation, other requests served meanwhile
+ *                                 (broker started with STRATA_TEST_TOPIC_GATE=GATE)
+ *   t/admin-wire PORT hold GATE   holds a creation until the broker is stopped; afterhold: it
+ *                                 was not created
  *
  * The broker must have been started with --set log.segment.bytes=536870912 (a static broker
  * setting the topic descriptions must report). */
@@ -885,6 +890,371 @@ static void check_delete_with_parked_fetch(int fd)
 	   "the broker still serves after it");
 }
 
+/* --- topic operations off the reactor (mode async; broker started with the gate hook) ------ */
+
+/* Sends one request without waiting: the correlation id, or a negative errno. */
+#define SEND(fd, name, key, ver, req) ({ \
+	struct kw w_; \
+	kw_init(&w_, 256); \
+	int32_t c_ = kmsg_##name##_request_encode(&w_, (int16_t)(ver), (req)); \
+	if (c_ == 0) \
+		c_ = wire_send((fd), (key), (int16_t)(ver), &w_); \
+	kw_free(&w_); \
+	c_; \
+})
+#define RECV(fd, name, key, ver, corr, resp) ({ \
+	struct kr r_; \
+	int32_t k_ = (corr); \
+	int rc_ = k_ < 0 ? (int)k_ : wire_recv((fd), (key), (int16_t)(ver), k_, &r_); \
+	kmsg_##name##_response_init(resp); \
+	if (rc_ == 0) \
+		rc_ = kmsg_##name##_response_decode(&r_, (int16_t)(ver), (resp), &A); \
+	rc_; \
+})
+
+static const char *g_gate;
+
+static void gate_close(void)
+{
+	FILE *f = fopen(g_gate, "w");
+	if (!f || fclose(f) != 0)
+		BAIL_OUT("cannot create the gate file %s", g_gate);
+}
+
+static void gate_open(void)
+{
+	if (unlink(g_gate) < 0)
+		BAIL_OUT("cannot remove the gate file %s", g_gate);
+}
+
+/* True when a response is waiting on fd within timeout_ms. */
+static bool readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* CreateTopics v5 of n topics, each with the given partitions, not waiting for the answer. */
+static int32_t send_create(int fd, const char *const *names, int n, int32_t partitions,
+			   const char *const *configs)
+{
+	struct kmsg_create_topics_request_creatable_topic *t = arena_calloc(&A, (size_t)n, sizeof *t);
+	struct kmsg_create_topics_request_creatable_topic_config *c = arena_calloc(&A, 16, sizeof *c);
+	if (!t || !c)
+		return -ENOMEM;
+	int nc = 0;
+	for (; configs && configs[2 * nc] && nc < 16; nc++) {
+		kmsg_create_topics_request_creatable_topic_config_init(&c[nc]);
+		c[nc].name = kstr_c(configs[2 * nc]);
+		c[nc].value = kstr_c(configs[2 * nc + 1]);
+	}
+	for (int i = 0; i < n; i++) {
+		kmsg_create_topics_request_creatable_topic_init(&t[i]);
+		t[i].name = kstr_c(names[i]);
+		t[i].num_partitions = partitions;
+		t[i].replication_factor = -1;
+		t[i].configs.items = c;
+		t[i].configs.len = nc;
+	}
+	struct kmsg_create_topics_request req;
+	kmsg_create_topics_request_init(&req);
+	req.topics.items = t;
+	req.topics.len = n;
+	req.timeout_ms = 30000;
+	return SEND(fd, create_topics, 19, 5, &req);
+}
+
+/* Metadata v12 of n names, not waiting. */
+static int32_t send_metadata(int fd, const char *const *names, int n, bool auto_create)
+{
+	struct kmsg_metadata_request_topic *t = arena_calloc(&A, (size_t)n + 1, sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		kmsg_metadata_request_topic_init(&t[i]);
+		t[i].name = kstr_c(names[i]);
+	}
+	struct kmsg_metadata_request req;
+	kmsg_metadata_request_init(&req);
+	req.topics.items = t;
+	req.topics.len = n;
+	req.allow_auto_topic_creation = auto_create;
+	return SEND(fd, metadata, 3, 12, &req);
+}
+
+static const struct kmsg_metadata_response_topic *md_topic(const struct kmsg_metadata_response *r,
+							    const char *name)
+{
+	for (int32_t i = 0; i < r->topics.len; i++)
+		if (kstr_eq_c(r->topics.items[i].name, name))
+			return &r->topics.items[i];
+	return NULL;
+}
+
+#define RACERS 16
+
+/* Many connections create the same name at once: exactly one creates it, the others hear that
+ * it exists (while the creation is held at the gate, so they were truly concurrent). */
+static void check_concurrent_create(void)
+{
+	arena_reset(&A);
+	int fds[RACERS];
+	int32_t corr[RACERS];
+	bool answered[RACERS] = { false };
+	int16_t err[RACERS];
+	const char *name[] = { "race-a" };
+	gate_close();
+	for (int i = 0; i < RACERS; i++) {
+		fds[i] = conn_open();
+		if (fds[i] < 0)
+			BAIL_OUT("connect: %s", strerror(-fds[i]));
+	}
+	for (int i = 0; i < RACERS; i++)
+		corr[i] = send_create(fds[i], name, 1, 3, NULL);
+	/* All but the one holding the name answer now; the holder waits behind the gate. */
+	int n_answered = 0, exists = 0;
+	for (int round = 0; round < 3000 && n_answered < RACERS - 1; round++) {
+		for (int i = 0; i < RACERS; i++) {
+			if (answered[i] || !readable(fds[i], 0))
+				continue;
+			struct kmsg_create_topics_response resp;
+			int rc = RECV(fds[i], create_topics, 19, 5, corr[i], &resp);
+			answered[i] = true;
+			n_answered++;
+			err[i] = rc == 0 && resp.topics.len == 1 ? resp.topics.items[0].error_code : -1;
+			if (err[i] == 36 && kstr_has(resp.topics.items[0].error_message, "being created"))
+				exists++;
+		}
+		if (n_answered < RACERS - 1)
+			usleep(10000);
+	}
+	ok(n_answered == RACERS - 1 && exists == RACERS - 1,
+	   "%d concurrent CreateTopics of one name: %d answered TOPIC_ALREADY_EXISTS (being created) "
+	   "while the first is held", RACERS, exists);
+	int holder = -1;
+	for (int i = 0; i < RACERS; i++)
+		if (!answered[i])
+			holder = i;
+	/* Metadata of that name waits for the creation too (here without auto-creation). */
+	int mfd = conn_open();
+	int32_t mc = send_metadata(mfd, name, 1, false);
+	ok(holder >= 0 && !readable(fds[holder], 300) && !readable(mfd, 0),
+	   "the creation and a Metadata of its name are parked while it is held");
+	gate_open();
+	struct kmsg_create_topics_response resp;
+	int rc = holder >= 0 ? RECV(fds[holder], create_topics, 19, 5, corr[holder], &resp) : -1;
+	ok(rc == 0 && resp.topics.len == 1 && resp.topics.items[0].error_code == 0 &&
+	   resp.topics.items[0].num_partitions == 3, "exactly one CreateTopics created it (3 partitions)");
+	struct kmsg_metadata_response md;
+	rc = RECV(mfd, metadata, 3, 12, mc, &md);
+	const struct kmsg_metadata_response_topic *mt = rc == 0 ? md_topic(&md, "race-a") : NULL;
+	ok(mt && mt->error_code == 0 && mt->partitions.len == 3,
+	   "the parked Metadata answers with the new topic");
+	for (int i = 0; i < RACERS; i++)
+		close(fds[i]);
+	close(mfd);
+}
+
+/* Metadata auto-creating many new topics in one request, and the same new topic from several
+ * connections at once (held at the gate first): every request answered with the topics. */
+static void check_metadata_autocreate(void)
+{
+	arena_reset(&A);
+	enum { N = 20 };
+	const char *names[N + 4];
+	char buf[N][32];
+	for (int i = 0; i < N; i++) {
+		snprintf(buf[i], sizeof buf[i], "auto-md-%02d", i);
+		names[i] = buf[i];
+	}
+	names[N] = "auto-md-03";       /* twice in the request */
+	names[N + 1] = "wire-vo";      /* exists */
+	names[N + 2] = "bad name!";    /* illegal */
+	int fd = conn_open();
+	struct kmsg_metadata_response md;
+	int rc = RECV(fd, metadata, 3, 12, send_metadata(fd, names, N + 3, true), &md);
+	int good = 0;
+	for (int i = 0; rc == 0 && i < md.topics.len; i++) {
+		const struct kmsg_metadata_response_topic *t = &md.topics.items[i];
+		if (i < N + 1 && t->error_code == 0 && t->partitions.len == 2 && !kmsg_uuid_is_zero(t->topic_id))
+			good++;
+	}
+	ok(rc == 0 && md.topics.len == N + 3 && good == N + 1 && md.topics.items[N + 1].error_code == 0 &&
+	   md.topics.items[N + 2].error_code == 17,
+	   "one Metadata auto-creates %d new topics (one named twice): all answered with 2 partitions, "
+	   "the existing one too, the illegal name INVALID_TOPIC_EXCEPTION", N);
+	for (int i = 0; rc == 0 && i < md.topics.len; i++)
+		if (md.topics.items[i].error_code || md.topics.items[i].partitions.len != 2)
+			tap_diag("%.*s: error %d, %d partitions", md.topics.items[i].name.len,
+				 md.topics.items[i].name.p, md.topics.items[i].error_code,
+				 md.topics.items[i].partitions.len);
+	ok(topic_partitions(fd, "auto-md-19") == 2, "the auto-created topics are there");
+
+	/* the same new topic from RACERS connections, held */
+	arena_reset(&A);
+	gate_close();
+	int fds[RACERS];
+	int32_t corr[RACERS];
+	const char *one[] = { "auto-race" };
+	for (int i = 0; i < RACERS; i++) {
+		fds[i] = conn_open();
+		corr[i] = fds[i] < 0 ? fds[i] : send_metadata(fds[i], one, 1, true);
+	}
+	int parked = 0;
+	for (int i = 0; i < RACERS; i++)
+		parked += !readable(fds[i], i == 0 ? 300 : 0);
+	ok(parked == RACERS, "%d Metadata auto-creating one topic all wait while it is held", parked);
+	gate_open();
+	int same = 0;
+	uint8_t id[16] = { 0 };
+	for (int i = 0; i < RACERS; i++) {
+		struct kmsg_metadata_response r;
+		const struct kmsg_metadata_response_topic *t = NULL;
+		if (RECV(fds[i], metadata, 3, 12, corr[i], &r) == 0)
+			t = md_topic(&r, "auto-race");
+		if (t && t->error_code == 0 && t->partitions.len == 2) {
+			if (i == 0)
+				memcpy(id, t->topic_id, 16);
+			same += memcmp(id, t->topic_id, 16) == 0;
+		}
+		close(fds[i]);
+	}
+	ok(same == RACERS, "all %d answered with the one topic created (same id, 2 partitions)", same);
+	close(fd);
+}
+
+/* While topics are being created (50 x 8 partitions, held, then for real), other connections
+ * are served: a Produce to an existing topic is answered meanwhile. */
+static void check_served_meanwhile(void)
+{
+	arena_reset(&A);
+	enum { N = 50 };
+	static char buf[N][32];
+	const char *names[N];
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < N; i++) {
+			snprintf(buf[i], sizeof buf[i], "bulk%d-%02d", pass, i);
+			names[i] = buf[i];
+		}
+		int a = conn_open(), b = conn_open();
+		if (pass == 0)
+			gate_close();
+		int32_t ca = send_create(a, names, N, 8, NULL);
+		int64_t base = produce(b, "wire-vo", 5);
+		bool a_pending = !readable(a, 0);
+		if (pass == 0) {
+			ok(base >= 0 && a_pending, "held: a Produce on another connection is answered "
+			   "(offset %" PRId64 ") while CreateTopics of %d topics x 8 partitions waits", base, N);
+			ok(topic_partitions(b, "wire-vo") == 2 && !readable(a, 0),
+			   "... and a Metadata too");
+			gate_open();
+		} else {
+			ok(base >= 0, "running: a Produce on another connection is answered (offset %" PRId64
+			   ")", base);
+			tap_diag("the creation of %d x 8 partitions was %s when the Produce was answered", N,
+				 a_pending ? "still running" : "already done");
+		}
+		struct kmsg_create_topics_response resp;
+		int rc = RECV(a, create_topics, 19, 5, ca, &resp);
+		int created = 0;
+		for (int i = 0; rc == 0 && i < resp.topics.len; i++)
+			created += resp.topics.items[i].error_code == 0 && resp.topics.items[i].num_partitions == 8;
+		ok(rc == 0 && created == N && topic_partitions(b, names[N - 1]) == 8,
+		   "pass %d: all %d topics created with 8 partitions", pass, created);
+		close(a);
+		close(b);
+		arena_reset(&A);
+	}
+}
+
+/* DeleteTopics and CreatePartitions wait for the worker too; the name or topic stays reserved. */
+static void check_delete_and_grow_held(void)
+{
+	arena_reset(&A);
+	int fd = conn_open(), d = conn_open();
+	const char *name[] = { "held-del" };
+	struct kmsg_create_topics_response cr;
+	if (RECV(fd, create_topics, 19, 5, send_create(fd, name, 1, 2, NULL), &cr) != 0 ||
+	    cr.topics.items[0].error_code != 0)
+		BAIL_OUT("cannot create held-del");
+	gate_close();
+	struct kstr n = KSTR_LIT("held-del");
+	struct kmsg_delete_topics_request dreq;
+	kmsg_delete_topics_request_init(&dreq);
+	dreq.topic_names.items = &n;
+	dreq.topic_names.len = 1;
+	dreq.timeout_ms = 30000;
+	int32_t dc = SEND(d, delete_topics, 20, 4, &dreq);
+	bool parked = !readable(d, 300);
+	int32_t cc = send_create(fd, name, 1, 2, NULL);
+	int rc = RECV(fd, create_topics, 19, 5, cc, &cr);
+	ok(parked && rc == 0 && cr.topics.items[0].error_code == 36 &&
+	   kstr_has(cr.topics.items[0].error_message, "being deleted"),
+	   "a held DeleteTopics waits; creating the name meanwhile: TOPIC_ALREADY_EXISTS (being deleted)");
+	gate_open();
+	struct kmsg_delete_topics_response dr;
+	rc = RECV(d, delete_topics, 20, 4, dc, &dr);
+	ok(rc == 0 && dr.responses.len == 1 && dr.responses.items[0].error_code == 0 &&
+	   topic_partitions(fd, "held-del") == -1, "then it is answered and the topic is gone");
+
+	/* CreatePartitions held: a second one and AlterConfigs on that topic are refused meanwhile */
+	arena_reset(&A);
+	const char *g[] = { "held-grow" };
+	if (RECV(fd, create_topics, 19, 5, send_create(fd, g, 1, 2, NULL), &cr) != 0 ||
+	    cr.topics.items[0].error_code != 0)
+		BAIL_OUT("cannot create held-grow");
+	gate_close();
+	struct kmsg_create_partitions_request_create_partitions_topic pt;
+	kmsg_create_partitions_request_create_partitions_topic_init(&pt);
+	pt.name = KSTR_LIT("held-grow");
+	pt.count = 5;
+	pt.assignments.len = -1;
+	struct kmsg_create_partitions_request preq;
+	kmsg_create_partitions_request_init(&preq);
+	preq.topics.items = &pt;
+	preq.topics.len = 1;
+	preq.timeout_ms = 30000;
+	int32_t pc = SEND(d, create_partitions, 37, 3, &preq);
+	parked = !readable(d, 300);
+	struct kstr msg;
+	int e2 = create_partitions(fd, 3, "held-grow", 6, NULL, 0, false, &msg);
+	const char *kv[] = { "retention.ms", "1000", NULL };
+	int e3 = alter(fd, 1, 2, "held-grow", kv, false, &msg);
+	ok(parked && e2 == 60 && e3 == 60 && topic_partitions(fd, "held-grow") == 2,
+	   "a held CreatePartitions waits; another one and AlterConfigs: REASSIGNMENT_IN_PROGRESS (%d, %d)",
+	   e2, e3);
+	gate_open();
+	struct kmsg_create_partitions_response pr;
+	rc = RECV(d, create_partitions, 37, 3, pc, &pr);
+	ok(rc == 0 && pr.results.len == 1 && pr.results.items[0].error_code == 0 &&
+	   topic_partitions(fd, "held-grow") == 5 && produce(fd, "held-grow", 2) == 0,
+	   "then it is answered: 5 partitions, writable");
+	close(d);
+	close(fd);
+}
+
+/* Mode hold: a creation held at the gate while the broker is told to stop (by t/admin.sh, once
+ * this prints "parked"). The connection closes without an answer, or answers an error. */
+static void hold_for_shutdown(void)
+{
+	arena_reset(&A);
+	const char *name[] = { "held-at-stop" };
+	int a = conn_open(), b = conn_open();
+	gate_close();
+	int32_t ca = send_create(a, name, 1, 4, NULL);
+	struct kmsg_create_topics_response r;
+	int rc = RECV(b, create_topics, 19, 5, send_create(b, name, 1, 4, NULL), &r);
+	ok(rc == 0 && r.topics.items[0].error_code == 36, "a creation is held (the name is reserved)");
+	printf("# parked\n");
+	fflush(stdout);
+	rc = RECV(a, create_topics, 19, 5, ca, &r);
+	ok(rc == -ECONNRESET || (rc == 0 && r.topics.items[0].error_code != 0),
+	   "at shutdown the held CreateTopics is dropped with its connection (%s)",
+	   rc ? strerror(-rc) : "an error answer");
+	close(a);
+	close(b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -926,6 +1296,21 @@ int main(int argc, char **argv)
 		ok(describe(fd, 2, 2, "wire-v1", NULL, false, false, &r) == 0 && r.error_code == 3 &&
 		   topic_partitions(fd, "wire-asg") == 3 && topic_partitions(fd, "wire-park") == -1,
 		   "deleted topics stay deleted, others stay");
+	} else if (strcmp(mode, "async") == 0 && state) {
+		g_gate = state;
+		check_concurrent_create();
+		check_metadata_autocreate();
+		check_served_meanwhile();
+		check_delete_and_grow_held();
+	} else if (strcmp(mode, "hold") == 0 && state) {
+		g_gate = state;
+		hold_for_shutdown();
+	} else if (strcmp(mode, "afterhold") == 0) {
+		ok(topic_partitions(fd, "held-at-stop") == -1, "after the restart the held topic is not there");
+		struct ct_opts o = { .name = "held-at-stop", .partitions = 4, .rf = 1 };
+		struct kmsg_create_topics_response_creatable_topic_result r;
+		ok(create_topic(fd, 5, &o, &r) == 0 && r.error_code == 0 &&
+		   topic_partitions(fd, "held-at-stop") == 4, "and can be created now");
 	} else if (strcmp(mode, "nodelete") == 0) {
 		struct kstr msg;
 		ok(delete_topic(fd, 5, "wire-asg", NULL, &msg) == 73 && kstr_has(msg, "delete.topic.enable") &&

@@ -43,7 +43,7 @@ check "consume without throughput is a usage error (2)" $?
 
 # --- every workload, tiny, against a stratad it starts (next to strata) ---
 "$STRATA" bench kafka --seconds 1 --warmup 0.3 --rate 5 --fio-size 16M --fio-match-max 64M \
-	--loopback-seconds 0.3 \
+	--loopback-seconds 0.3 --consumers 2 \
 	--dir "$work" > "$work/out" 2> "$work/err"
 rc=$?
 check "strata bench kafka (--start) exits 0" $rc
@@ -53,14 +53,22 @@ fi
 sed 's/^/#   /' "$work/out"
 grep -q "^strata bench kafka: started stratad pid" "$work/out"
 check "it started its own stratad" $?
-grep -q "fio seq write (bs 1M" "$work/out" && grep -q "loopback TCP (1 stream" "$work/out"
+grep -q "fio seq write (bs 1M" "$work/out" && grep -q "loopback TCP (.*: 1 stream [0-9.]* MB/s" "$work/out"
 check "machine limits: fio and loopback measured" $?
-[ "$(grep -c '^\[[1-5]\] ' "$work/out")" -eq 5 ] && grep -q '^\[[1-5]\] consume ' "$work/out" &&
-	grep -q '^\[[1-5]\] 100-byte records.*acks=1$' "$work/out" &&
-	grep -q '^\[[1-5]\] 100-byte records.*acks=all$' "$work/out"
-check "five workload reports" $?
-[ "$(grep -c '^    throughput   [0-9]* records/s  [0-9.]* MB/s' "$work/out")" -eq 5 ]
+grep -q "^  settle after fio: syncfs .* disk flush (4 KiB append + fdatasync): p50 " "$work/out" &&
+	grep -q "^  settle after the max-rate topic's deletion" "$work/out"
+check "the disk is let settle after fio and after the max-rate topic" $?
+[ "$(grep -c '^\[[1-6]\] ' "$work/out")" -eq 6 ] && grep -q '^\[[1-6]\] consume .* 2 librdkafka consumers$' "$work/out" &&
+	grep -q '^\[[1-6]\] the same records through a raw Fetch v4 loop, 2 connections' "$work/out" &&
+	grep -q '^\[[1-6]\] 100-byte records.*acks=1$' "$work/out" &&
+	grep -q '^\[[1-6]\] 100-byte records.*acks=all$' "$work/out"
+check "six workload reports (consume: 2 consumers, and the raw Fetch loop)" $?
+[ "$(grep -c '^    throughput   [0-9]* records/s  [0-9.]* MB/s' "$work/out")" -eq 6 ]
 check "each has a throughput line" $?
+grep -q "^    over 5 ms    [0-9]* records (.*worst second #[0-9]*: e2e max" "$work/out"
+check "the latency workload reports its slow records and worst second" $?
+grep -q "the broker serves (raw Fetch loop)" "$work/out"
+check "the raw Fetch loop is compared with loopback (no target)" $?
 grep -q "^    end-to-end   p50 [0-9.]* ms  p99 [0-9.]* ms  p99.9 [0-9.]* ms  max [0-9.]* ms" "$work/out"
 check "the latency workload has end-to-end percentiles" $?
 grep -q "WITH ERRORS" "$work/out"

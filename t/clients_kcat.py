@@ -21,6 +21,18 @@ def kcat(args, inp=None):
     return r
 
 
+def check_stored(topic, codec, desc):
+    """The batches on disk use the producer's codec: a client that quietly falls back to
+    uncompressed batches (librdkafka's version-based feature checks) fails here."""
+    import os
+    from kafka_segment_reader import stored_codecs
+    seen = stored_codecs(os.path.join(os.environ['STRATA_DIR'], 'log'), topic)
+    # librdkafka sends a batch uncompressed when compressing does not make it smaller.
+    n = sum(seen.values())
+    good = seen.get(codec, 0) >= 0.9 * n > 0 and set(seen) <= {codec, 'none'}
+    return ok(good, '%s: stored batches are %s on disk %s' % (desc, codec, seen))
+
+
 for codec in ['none', 'gzip', 'snappy', 'lz4', 'zstd']:
     topic = 'kcat-' + codec
     lines = []
@@ -30,6 +42,7 @@ for codec in ['none', 'gzip', 'snappy', 'lz4', 'zstd']:
     r = kcat(['-P', '-t', topic, '-K:', '-Z', '-z', codec, '-H', 'origin=kcat',
               '-X', 'acks=all', '-X', 'partitioner=murmur2_random'], ('\n'.join(lines) + '\n').encode())
     ok(r.returncode == 0, 'produce %d records with %s' % (N, codec))
+    check_stored(topic, codec, 'produce %s' % codec)
     r = kcat(['-C', '-t', topic, '-e', '-o', 'beginning', '-f', '%p|%o|%k|%S|%h|%T|%s\\n'])
     rows = [l.split('|', 6) for l in r.stdout.decode().splitlines() if l]
     ok(len(rows) == N, 'consume %s: %d records' % (codec, len(rows)))

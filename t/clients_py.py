@@ -22,6 +22,18 @@ def record(i):
     return key, value, [('seq', str(i).encode()), ('h2', b'x' * (i % 3))]
 
 
+def check_stored(topic, codec, desc):
+    """The batches on disk use the producer's codec: a client that quietly falls back to
+    uncompressed batches (librdkafka's version-based feature checks) fails here."""
+    import os
+    from kafka_segment_reader import stored_codecs
+    seen = stored_codecs(os.path.join(os.environ['STRATA_DIR'], 'log'), topic)
+    # librdkafka sends a batch uncompressed when compressing does not make it smaller.
+    n = sum(seen.values())
+    good = seen.get(codec, 0) >= 0.9 * n > 0 and set(seen) <= {codec, 'none'}
+    return ok(good, '%s: stored batches are %s on disk %s' % (desc, codec, seen))
+
+
 def check_records(msgs, desc):
     """msgs: list of (partition, offset, key, value, headers, timestamp)."""
     seen = {}
@@ -58,6 +70,7 @@ def run_confluent(codec):
             p.poll(0)
     left = p.flush(60)
     ok(left == 0 and not errs, 'produce %s: all delivered (errors %s)' % (codec, errs[:2]))
+    check_stored(topic, codec, 'produce %s' % codec)
     c = Consumer({'bootstrap.servers': bs, 'group.id': 'unused', 'enable.auto.commit': False})
     tps = [TopicPartition(topic, i, 0) for i in range(PARTS)]
     c.assign(tps)
@@ -104,6 +117,7 @@ def run_kafka_python(codec):
     failed = [f for f in futs if f.failed()]
     ok(not failed, 'produce %s: all delivered' % codec)
     p.close()
+    check_stored(topic, codec, 'produce %s' % codec)
     c = KafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, consumer_timeout_ms=10000)
     tps = [TopicPartition(topic, i) for i in range(PARTS)]
     c.assign(tps)

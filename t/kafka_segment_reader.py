@@ -298,6 +298,25 @@ def parse_batch(buf, pos, file_size):
     return b
 
 
+def stored_codecs(log_dir, topic):
+    """{codec name: batch count} of every whole batch in <log_dir>/<topic>-*/*.log (a broker may
+    be writing: a torn tail is not counted). Tests use it to check what was really stored."""
+    import glob
+    seen = {}
+    for path in glob.glob(os.path.join(log_dir, glob.escape(topic) + "-*", "*.log")):
+        with open(path, "rb") as f:
+            buf = f.read()
+        pos = 0
+        while len(buf) - pos >= LOG_OVERHEAD:
+            _, batch_len = struct.unpack_from(">qi", buf, pos)
+            if batch_len <= 0 or pos + LOG_OVERHEAD + batch_len > len(buf):
+                break
+            name = CODEC_NAMES.get(struct.unpack_from(">h", buf, pos + 21)[0] & 7, "?")
+            seen[name] = seen.get(name, 0) + 1
+            pos += LOG_OVERHEAD + batch_len
+    return seen
+
+
 # ---- segments and indexes ----------------------------------------------------------------
 
 SEG_RE = re.compile(r"^(\d{20})\.(log|index|timeindex)$")

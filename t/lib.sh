@@ -10,7 +10,9 @@
 #   strata_stop                                    # SIGTERM; returns stratad's exit status
 #
 # Sets STRATA_PORT, STRATA_PID (empty when not running), STRATA_DIR (temp dir: log.dirs is
-# $STRATA_DIR/log, the broker's stderr goes to $STRATA_DIR/stratad.log), STRATA_BOOTSTRAP.
+# $STRATA_DIR/log, the broker's stderr goes to $STRATA_DIR/stratad.log), STRATA_BOOTSTRAP,
+# STRATA_METRICS_PORT (metrics.listener=127.0.0.1:$STRATA_METRICS_PORT unless the arguments set
+# metrics.listener themselves).
 # strata_cleanup stops the broker (SIGKILL if it hangs) and removes STRATA_DIR.
 # Diagnostics go to stdout prefixed with "# " (TAP comments). Every wait is bounded.
 
@@ -22,6 +24,7 @@ STRATA_PID=
 STRATA_PORT=
 STRATA_DIR=
 STRATA_BOOTSTRAP=
+STRATA_METRICS_PORT=
 STRATA_ARGS_FILE=
 # How long to wait for the listener and for a clean shutdown, in tenths of a second.
 : "${STRATA_START_TENTHS:=300}"
@@ -70,8 +73,13 @@ strata_start_again() {
 	# Arguments are kept one per line (no quoting games; settings have no newlines).
 	set --
 	while IFS= read -r _sl_a; do set -- "$@" "$_sl_a"; done < "$STRATA_ARGS_FILE"
+	if [ -z "$STRATA_METRICS_PORT" ]; then
+		STRATA_METRICS_PORT=$(strata_free_port) || return 1
+		export STRATA_METRICS_PORT
+	fi
 	"$STRATAD" --set "listeners=PLAINTEXT://127.0.0.1:$STRATA_PORT" \
-		--set "log.dirs=$STRATA_DIR/log" "$@" >> "$STRATA_DIR/stratad.log" 2>&1 &
+		--set "log.dirs=$STRATA_DIR/log" --set "metrics.listener=127.0.0.1:$STRATA_METRICS_PORT" \
+		"$@" >> "$STRATA_DIR/stratad.log" 2>&1 &
 	STRATA_PID=$!
 	_sl_i=0
 	while [ "$_sl_i" -lt "$STRATA_START_TENTHS" ]; do
@@ -105,8 +113,15 @@ strata_start() {
 	: > "$STRATA_ARGS_FILE"
 	for _sl_a in "$@"; do printf '%s\n' "$_sl_a" >> "$STRATA_ARGS_FILE"; done
 	STRATA_PORT=$(strata_free_port) || return 1
+	# Distinct from STRATA_PORT (both were free a moment ago; the kernel may hand one out twice).
+	STRATA_METRICS_PORT=$STRATA_PORT
+	_sl_i=0
+	while [ "$STRATA_METRICS_PORT" = "$STRATA_PORT" ] && [ "$_sl_i" -lt 10 ]; do
+		STRATA_METRICS_PORT=$(strata_free_port) || return 1
+		_sl_i=$((_sl_i + 1))
+	done
 	STRATA_BOOTSTRAP="127.0.0.1:$STRATA_PORT"
-	export STRATA_PORT STRATA_DIR STRATA_BOOTSTRAP
+	export STRATA_PORT STRATA_DIR STRATA_BOOTSTRAP STRATA_METRICS_PORT
 	strata_start_again
 }
 

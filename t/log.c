@@ -5,11 +5,13 @@
  * slices outliving deleted segments, storage errors (injected and a real RLIMIT_FSIZE one,
  * also cutting a vectored write in the middle), relaxed flushing (a roll forces a round),
  * appends coalesced into bounded vectored writes, the bound on closed segments' open fds and
- * mappings (slices keep theirs), clean close/reopen, destroy. */
+ * mappings (slices keep theirs), clean close/reopen, destroy, opening an empty log at a given
+ * offset (log_open_at, also on another thread) and forgetting one (log_forget). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1294,6 +1296,89 @@ static int count_fds(void)
 	return n;
 }
 
+/* log_open_at: an empty directory starts at the given offset (a partition restored from a
+ * bucket); log_forget: frees without writing, from the thread that opened it too. */
+struct open_at_job {
+	char dir[PATH_MAX];
+	struct log_config c;
+	struct log *l;
+	int rc;
+};
+
+static void *open_at_thread(void *arg)
+{
+	struct open_at_job *j = arg;
+	j->rc = log_open_at(&ur, j->dir, 424242, &j->c, &hooks, &j->l);
+	return NULL;
+}
+
+static void test_open_at(void)
+{
+	char dir[PATH_MAX], p[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	memset(&hk, 0, sizeof hk);
+	struct log *l = NULL;
+	is_int(log_open_at(&ur, dir, -1, &c, &hooks, &l), -EINVAL, "log_open_at: negative offset refused");
+	is_int(log_open_at(&ur, dir, 1000, &c, &hooks, &l), 0, "log_open_at 1000 on an empty dir");
+	is_int(log_start_offset(l), 1000, "open_at: start offset 1000");
+	is_int(log_end_offset(l), 1000, "open_at: end offset 1000");
+	is_int(log_high_watermark(l), 1000, "open_at: high watermark 1000");
+	join(p, sizeof p, dir, "00000000000000001000.log");
+	ok(file_size(p) == 0, "open_at: the first segment is 00000000000000001000.log");
+	struct log_slice s;
+	is_int(log_read(l, 0, INT64_MAX, 1 << 20, true, &s), KERR_OFFSET_OUT_OF_RANGE,
+	       "open_at: offset 0 is below the log start");
+	is_int(log_read(l, 1000, INT64_MAX, 1 << 20, true, &s), KERR_NONE, "open_at: read at 1000 ok");
+	is_int(s.len, 0, "open_at: nothing there yet");
+	int64_t base = -1;
+	struct batchgen_opts g = gen(3, 20, 5000);
+	is_int(append_wait(l, &g, &base), KERR_NONE, "open_at: append");
+	is_int(base, 1000, "open_at: the first append gets offset 1000");
+	is_int(log_end_offset(l), 1003, "open_at: end 1003");
+	is_int(log_close(l), 0, "open_at: close");
+	l = open_log(dir, &c);
+	is_int(log_start_offset(l), 1000, "reopened with log_open: start stays 1000");
+	is_int(log_end_offset(l), 1003, "reopened: end 1003");
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), 1003, "reopened: every record readable");
+	is_int(bad, 0, "reopened: slices valid");
+	is_int(log_close(l), 0, "close again");
+	is_int(log_open_at(&ur, dir, 5, &c, &hooks, &l), 0, "log_open_at on a dir with segments");
+	is_int(log_start_offset(l), 1000, "... ignores the initial offset (start 1000)");
+	is_int(log_end_offset(l), 1003, "... and keeps the records (end 1003)");
+	/* forget after appends: nothing removed, nothing written; the acknowledged records stay. */
+	g = gen(2, 20, 6000);
+	is_int(append_wait(l, &g, &base), KERR_NONE, "append before forget");
+	is_int(log_forget(l), 0, "log_forget");
+	join(p, sizeof p, dir, "00000000000000001000.log");
+	ok(file_size(p) > 0, "log_forget leaves the files");
+	l = open_log(dir, &c);
+	is_int(log_end_offset(l), 1005, "reopened after forget: the acknowledged records are there");
+	is_int(log_close(l), 0, "close after forget");
+
+	/* Opened on another thread, used here (the broker's topic worker does this). */
+	struct open_at_job j = { .c = c };
+	new_dir(j.dir, sizeof j.dir);
+	pthread_t th;
+	ok(pthread_create(&th, NULL, open_at_thread, &j) == 0 && pthread_join(th, NULL) == 0 &&
+	   j.rc == 0, "log_open_at on another thread");
+	if (j.rc == 0) {
+		is_int(log_end_offset(j.l), 424242, "... starts at 424242");
+		is_int(append_wait(j.l, &g, &base), KERR_NONE, "... appends on the ring's thread");
+		is_int(base, 424242, "... at 424242");
+		is_int(log_destroy(j.l), 0, "... destroy");
+	}
+	/* forget of a log never appended to, then the directory is the caller's to remove */
+	char d2[PATH_MAX];
+	new_dir(d2, sizeof d2);
+	is_int(log_open_at(&ur, d2, 7, &c, &hooks, &l), 0, "open a fresh log");
+	is_int(log_forget(l), 0, "forget it untouched");
+	rm_rf(d2);
+	struct stat st;
+	ok(stat(d2, &st) < 0 && errno == ENOENT, "its directory removed by the caller");
+}
+
 int main(void)
 {
 	int fds0 = count_fds();
@@ -1314,6 +1399,7 @@ int main(void)
 	test_coalesced_writes();
 	test_relaxed_roll();
 	test_closed_files();
+	test_open_at();
 	uring_fini(&ur);
 	is_int(count_fds(), fds0, "no file descriptor leaked");
 	rm_rf(root);

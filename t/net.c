@@ -2,10 +2,12 @@
  * main thread (uring_run_once); clients are plain sockets in other threads. The handler echoes:
  * for each frame a header (memory with a free callback), the payload (copy), a file range of a
  * temp file (splice or copy), a reserved trailer. Each suite runs with the buffer-ring recv path
- * and with the plain recv fallback. `t/net.t bench [MiB]` measures splice vs copy throughput. */
+ * and with the plain recv fallback. `t/net.t bench [MiB]` measures splice vs copy throughput;
+ * `t/net.t bench-rx [MiB]` the receive path (buffer ring or staging copy vs direct recv). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -683,6 +685,144 @@ static void *c_handler_close(void *arg)
 	return NULL;
 }
 
+/* --- frames received straight into their buffer (cfg.recv_direct_min_bytes) --------------- */
+
+#define DIRECT_SERIES 8
+#define DIRECT_SERIES_BYTES (1u << 20)
+
+/* Small and large frames back to back in one buffer: every switch between the buffer ring (or
+ * the staging buffer) and a direct recv happens with the next frame's bytes right behind. */
+static void *c_direct_pipelined(void *arg)
+{
+	struct cs s;
+	cs_init(&s);
+	cs_add(&s, 'E', 0, 10, 10, 10, 1);
+	cs_add(&s, 'E', 0, 20, 100, 1u << 20, 2);           /* large */
+	cs_add(&s, 'N', 0, 0, 0, 3, 3);
+	cs_add(&s, 'E', 0, 30, 0, 64 * 1024 - REQ_HDR, 4);  /* exactly 64 KiB */
+	cs_add(&s, 'E', 0, 40, 5, 64 * 1024 - REQ_HDR - 1, 5);
+	cs_add(&s, 'D', 2, 50, 7, 200 * 1024, 6);           /* large, answered late */
+	cs_add(&s, 'E', 0, 60, 0, 1, 7);
+	cs_add(&s, 'E', 0, 70, 0, (3u << 20) + 12345, 8);   /* past the first 1 MiB allocation */
+	cs_add_raw_size(&s, 0, '0');
+	cs_add(&s, 'E', 0, 80, 0, 70 * 1024, 9);
+	cs_add(&s, 'E', 0, 90, 0, 70 * 1024, 10);
+	cs_add(&s, 'E', 0, 99, 9, 0, 11);
+	if (!s.failed)
+		cs_run(&s, SIZE_MAX);
+	cres_take(arg, &s);
+	cs_free(&s);
+	return NULL;
+}
+
+static void *c_direct_series(void *arg)
+{
+	struct cs s;
+	cs_init(&s);
+	for (uint32_t i = 0; i < DIRECT_SERIES; i++)
+		cs_add(&s, 'E', 0, i * 100, 10, DIRECT_SERIES_BYTES - REQ_HDR, 100 + i);
+	cs_add(&s, 'E', 0, 0, 0, 0, 200);
+	if (!s.failed)
+		cs_run(&s, SIZE_MAX);
+	cres_take(arg, &s);
+	cs_free(&s);
+	return NULL;
+}
+
+/* Small frames one at a time (each its own recv) until the connection is back on the multishot
+ * recv, then large frames with small ones between them in one send: the multishot recv that
+ * sees the first large size prefix is cancelled with more data behind it. */
+#define DIRECT_SMALL_FIRST 40
+static void *c_direct_after_small(void *arg)
+{
+	struct cs s;
+	cs_init(&s);
+	for (uint32_t i = 0; i < DIRECT_SMALL_FIRST && !s.failed; i++) {
+		cs_add(&s, 'E', 0, i, 0, i, i);
+		cs_run(&s, SIZE_MAX);
+	}
+	cs_add(&s, 'E', 0, 1, 0, 1u << 20, 1000);
+	cs_add(&s, 'E', 0, 2, 0, 10, 1001);
+	cs_add(&s, 'E', 0, 3, 3, 300 * 1024, 1002);
+	cs_add(&s, 'N', 0, 0, 0, 0, 1003);
+	cs_add(&s, 'E', 0, 4, 4, 4, 1004);
+	if (!s.failed)
+		cs_run(&s, SIZE_MAX);
+	cres_take(arg, &s);
+	cs_free(&s);
+	return NULL;
+}
+
+/* A large frame (and its size prefix) in 11-byte sends, between small frames. */
+static void *c_direct_tiny(void *arg)
+{
+	struct cs s;
+	cs_init(&s);
+	cs_add(&s, 'E', 0, 1, 1, 1, 1);
+	cs_add(&s, 'E', 0, 2, 2, 96 * 1024, 2);
+	cs_add(&s, 'E', 0, 3, 3, 3, 3);
+	if (!s.failed)
+		cs_run(&s, 11);
+	cres_take(arg, &s);
+	cs_free(&s);
+	return NULL;
+}
+
+/* Peers that go away in the middle of a large frame: a close (FIN) and a reset. Nothing may
+ * reach the handler from them; the partial frames must be freed (ASan). */
+static void *c_direct_close_mid(void *arg)
+{
+	for (int k = 0; k < 2; k++) {
+		struct cs s;
+		cs_init(&s);
+		cs_add(&s, 'E', 0, 0, 0, 0, 1);
+		if (!s.failed)
+			cs_run(&s, SIZE_MAX); /* the connection is up and served */
+		cs_add(&s, 'E', 0, 0, 0, 2u << 20, 2);
+		size_t cut = s.out_off + (700u << 10);
+		while (!s.failed && s.out_off < cut) {
+			ssize_t w = send(s.fd, s.out + s.out_off, cut - s.out_off, MSG_NOSIGNAL);
+			if (w > 0)
+				s.out_off += (size_t)w;
+			else if (w < 0 && errno != EINTR)
+				cs_fail(&s, "send: %s", strerror(errno));
+		}
+		usleep(20000); /* the server is receiving the frame directly by now (usually) */
+		if (k == 1) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+			setsockopt(s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		} else {
+			shutdown(s.fd, SHUT_WR);
+			cs_expect_close(&s); /* the server closes its side too */
+		}
+		cres_take(arg, &s);
+		cs_free(&s);
+	}
+	return NULL;
+}
+
+/* After large frames (the direct recv, then a single ring buffer) an oversize size prefix is
+ * still refused. */
+static void *c_direct_oversize(void *arg)
+{
+	struct cs s;
+	cs_init(&s);
+	cs_add(&s, 'E', 0, 0, 0, 1u << 20, 1);
+	cs_add(&s, 'E', 0, 0, 0, 1u << 20, 2);
+	if (!s.failed)
+		cs_run(&s, SIZE_MAX);
+	uint8_t hdr[4 + 64];
+	st_put_be32(hdr, (uint32_t)g_max_request_bytes + 1);
+	memset(hdr + 4, 'x', 64);
+	if (!s.failed && send(s.fd, hdr, sizeof hdr, MSG_NOSIGNAL) != (ssize_t)sizeof hdr)
+		cs_fail(&s, "send: %s", strerror(errno));
+	if (!s.failed)
+		cs_expect_close(&s);
+	cres_take(arg, &s);
+	cs_free(&s);
+	return NULL;
+}
+
 /* Never reads: the server must stop reading (its rcvbuf and our sndbuf fill, our sends stall)
  * with a bounded backlog, then resume and answer everything once we read. */
 #define BP_REQS 600
@@ -926,6 +1066,109 @@ static void test_backpressure(const char *name, const struct net_config *cfg)
 
 }
 
+/* The direct receive of large frames; the server runs with cfg. */
+static void test_direct(const char *name, const struct net_config *cfg)
+{
+	struct cres r;
+	struct net_stats st0, st;
+	bool direct = cfg->recv_direct_min_bytes > 0;
+	net_server_stats(srv, &st0);
+
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_pipelined, &r);
+	ok(!r.failed, "%s: direct: small and large frames pipelined in one send %s", name, r.why);
+	net_server_stats(srv, &st);
+	if (direct)
+		ok(st.recv_direct_frames - st0.recv_direct_frames >= 1,
+		   "%s: direct: ...large ones received into their frame (%llu frames, %llu B)", name,
+		   (unsigned long long)(st.recv_direct_frames - st0.recv_direct_frames),
+		   (unsigned long long)(st.recv_direct_bytes - st0.recv_direct_bytes));
+	else
+		ok(st.recv_direct_bytes == st0.recv_direct_bytes,
+		   "%s: direct: off, nothing received directly", name);
+
+	net_server_stats(srv, &st0);
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_series, &r);
+	ok(!r.failed, "%s: direct: %d pipelined frames of 1 MiB %s", name, DIRECT_SERIES, r.why);
+	net_server_stats(srv, &st);
+	uint64_t dbytes = st.recv_direct_bytes - st0.recv_direct_bytes;
+	uint64_t dframes = st.recv_direct_frames - st0.recv_direct_frames;
+	/* After one frame went direct, the next header comes in a single ring buffer and its
+	 * frame goes direct too: only a race at the start (a multishot recv that took more before
+	 * it was cancelled) or a header split over two segments costs a frame. */
+	if (direct)
+		ok(dframes >= DIRECT_SERIES / 2 &&
+		   dbytes >= (uint64_t)DIRECT_SERIES / 2 * (DIRECT_SERIES_BYTES / 2),
+		   "%s: direct: %llu of %d frames, %llu B received into the frame", name,
+		   (unsigned long long)dframes, DIRECT_SERIES, (unsigned long long)dbytes);
+	else
+		ok(dbytes == 0, "%s: direct: off, nothing received directly", name);
+	tap_diag("%s: direct: multishot recvs cancelled %llu", name,
+		 (unsigned long long)(st.recv_multishot_cancels - st0.recv_multishot_cancels));
+
+	net_server_stats(srv, &st0);
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_after_small, &r);
+	ok(!r.failed, "%s: direct: %d small frames one by one, then large and small ones pipelined %s",
+	   name, DIRECT_SMALL_FIRST, r.why);
+	net_server_stats(srv, &st);
+	/* With a ring of 256 buffers the multishot recv is still armed when the first large size
+	 * prefix arrives (with a tiny ring it may have ended on -ENOBUFS: no cancel needed). */
+	if (direct && st.buf_ring && cfg->buf_ring_entries >= 64)
+		ok(st.recv_multishot_cancels > st0.recv_multishot_cancels,
+		   "%s: direct: ...the multishot recv was cancelled for the large frame", name);
+
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_tiny, &r);
+	ok(!r.failed, "%s: direct: a large frame arriving in 11-byte pieces %s", name, r.why);
+
+	long req_before = th.requests;
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_close_mid, &r);
+	ok(!r.failed, "%s: direct: peers closing and resetting mid-frame %s", name, r.why);
+	ok(settle(server_quiet, 20000), "%s: direct: ...their connections freed", name);
+	is_int(th.requests - req_before, 2, "%s: direct: ...and no partial frame handed out", name);
+
+	net_server_stats(srv, &st0);
+	memset(&r, 0, sizeof r);
+	run_client(c_direct_oversize, &r);
+	ok(!r.failed, "%s: direct: an oversize frame after large ones closes the connection %s",
+	   name, r.why);
+	net_server_stats(srv, &st);
+	is_int(st.rejected_frames_total - st0.rejected_frames_total, 1,
+	       "%s: direct: ...counted as rejected", name);
+}
+
+/* A server with cfg for the direct receive tests only. */
+static void run_direct_suite(const char *name, const struct net_config *cfg)
+{
+	tap_diag("suite: %s", name);
+	memset(&th, 0, sizeof th);
+	th.ur = &ur;
+	th.file_fd = g_file_fd;
+	g_max_request_bytes = cfg->max_request_bytes;
+	int rc = net_server_start(&ur, cfg, &handler, &srv);
+	is_int(rc, 0, "%s: server starts", name);
+	if (rc)
+		return;
+	g_port = net_server_port(srv);
+	test_direct(name, cfg);
+	struct net_stats st;
+	net_server_stats(srv, &st);
+	tap_diag("%s: direct recv %llu B, %llu frames, %llu multishot recvs cancelled; buffer ring "
+		 "empty %llu", name, (unsigned long long)st.recv_direct_bytes,
+		 (unsigned long long)st.recv_direct_frames,
+		 (unsigned long long)st.recv_multishot_cancels, (unsigned long long)st.buf_ring_empty);
+	net_server_stop(srv);
+	atomic_store(&g_client_done, 1);
+	ok(settle(server_gone, 20000), "%s: server idle after stop", name);
+	ok(th.file_acq == th.file_rel && th.mem_acq == th.mem_rel && th.opens == th.closes,
+	   "%s: every link released, every connection closed", name);
+	net_server_free(srv);
+	srv = NULL;
+}
+
 static void run_suite(const char *name, const struct net_config *cfg)
 {
 	tap_diag("suite: %s", name);
@@ -994,6 +1237,8 @@ static void run_suite(const char *name, const struct net_config *cfg)
 	run_client(c_handler_close, &r);
 	ok(!r.failed, "%s: net_conn_close from the handler %s", name, r.why);
 
+	test_direct(name, cfg);
+
 	memset(&r, 0, sizeof r);
 	run_client(c_concurrent, &r);
 	ok(!r.failed, "%s: 100 concurrent connections x 20 pipelined requests %s", name, r.why);
@@ -1032,10 +1277,12 @@ static void run_suite(const char *name, const struct net_config *cfg)
 		 (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
 		 (unsigned long long)st.pauses_total);
 	tap_diag("%s: file bytes spliced %llu (socket full %llu times), copied %llu, small links "
-		 "read %llu; direct recv %llu B; buffer ring empty %llu", name,
+		 "read %llu; direct recv %llu B, %llu frames, %llu multishot recvs cancelled for it; "
+		 "buffer ring empty %llu", name,
 		 (unsigned long long)st.file_splice_bytes, (unsigned long long)st.splice_waits,
 		 (unsigned long long)st.file_copy_bytes, (unsigned long long)st.file_inline_links,
-		 (unsigned long long)st.recv_direct_bytes, (unsigned long long)st.buf_ring_empty);
+		 (unsigned long long)st.recv_direct_bytes, (unsigned long long)st.recv_direct_frames,
+		 (unsigned long long)st.recv_multishot_cancels, (unsigned long long)st.buf_ring_empty);
 	if (cfg->file_mode == NET_FILE_SPLICE && cfg->max_pipes >= 32)
 		ok(st.file_splice_bytes > 0 && st.file_copy_bytes == 0, "%s: file ranges were spliced",
 		   name);
@@ -1330,10 +1577,143 @@ static int bench(int argc, char **argv)
 	return 0;
 }
 
+/* bench-rx: the receive path alone. The client streams frames the handler completes without a
+ * response ('N'), then one echoed frame to know all arrived; the server's CPU (this process
+ * minus the client thread) per GiB received, by frame size and receive mode. */
+struct rx_bench_arg {
+	size_t frame_bytes, total_bytes;
+	double secs, client_cpu;
+	struct cres res;
+};
+
+static void *c_rx_bench(void *arg)
+{
+	struct rx_bench_arg *b = arg;
+	struct cs s;
+	cs_init(&s);
+	s.verify_content = false;
+	/* One frame image sent over and over: the client costs only its send syscalls. */
+	cs_add(&s, 'N', 0, 0, 0, b->frame_bytes - REQ_HDR, 1);
+	size_t n = b->total_bytes / b->frame_bytes, flen = s.out_len;
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_THREAD, &ru0);
+	int64_t t0 = st_mono_ns();
+	for (size_t i = 0; i < n && !s.failed; i++)
+		for (size_t off = 0; off < flen && !s.failed;) {
+			ssize_t w = send(s.fd, s.out + off, flen - off, MSG_NOSIGNAL);
+			if (w > 0)
+				off += (size_t)w;
+			else if (w < 0 && errno != EINTR)
+				cs_fail(&s, "send: %s", strerror(errno));
+		}
+	s.out_off = s.out_len;
+	s.nreq = n; /* the echoed frame's sequence number */
+	cs_add(&s, 'E', 0, 0, 0, 0, 2);
+	if (!s.failed)
+		cs_run(&s, SIZE_MAX);
+	b->secs = (double)(st_mono_ns() - t0) / 1e9;
+	getrusage(RUSAGE_THREAD, &ru1);
+	b->client_cpu = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) - tv_secs(&ru0.ru_utime) -
+			tv_secs(&ru0.ru_stime);
+	cres_take(&b->res, &s);
+	cs_free(&s);
+	return NULL;
+}
+
+static void sort3(double *v)
+{
+	for (int x = 0; x < 3; x++)
+		for (int y = x + 1; y < 3; y++)
+			if (v[y] < v[x]) {
+				double t = v[x];
+				v[x] = v[y];
+				v[y] = t;
+			}
+}
+
+static int bench_rx(int argc, char **argv)
+{
+	size_t total_mib = argc > 2 ? (size_t)atol(argv[2]) : 1024;
+	size_t only_kib = argc > 3 ? (size_t)atol(argv[3]) : 0; /* one frame size only */
+	slog_set_level(SLOG_WARN);
+	/* As stratad: frames stay on the heap instead of a fresh mmap (and its page faults) each. */
+	mallopt(M_MMAP_THRESHOLD, 128 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	g_file_fd = make_file(4096);
+	if (uring_init(&ur, 256) < 0)
+		BAIL_OUT("uring_init");
+	static const size_t sizes[] = { 16u << 10, 32u << 10, 64u << 10, 128u << 10, 256u << 10,
+					1u << 20, 4u << 20 };
+	static const struct { const char *name; bool no_buf_ring; size_t direct_min; } modes[] = {
+		{ "ring, copy", false, 0 },
+		{ "ring + direct 64K", false, 64u << 10 },
+		{ "ring + direct 16K", false, 16u << 10 },
+		{ "plain, copy", true, 0 },
+		{ "plain + direct", true, 64u << 10 },
+	};
+	printf("# loopback, one connection, %zu MiB of frames per run, median of 3; server CPU = "
+	       "process - client thread\n", total_mib);
+	for (size_t i = 0; i < ST_ARRAY_LEN(sizes); i++)
+		for (size_t m = 0; m < ST_ARRAY_LEN(modes) && (!only_kib || only_kib << 10 == sizes[i]);
+		     m++) {
+			double rate[3], cpu[3];
+			const char *why = "";
+			uint64_t direct_bytes = 0;
+			for (int k = 0; k < 3; k++) {
+				struct net_config cfg;
+				net_config_defaults(&cfg);
+				cfg.host = "127.0.0.1";
+				cfg.port = 0;
+				cfg.no_buf_ring = modes[m].no_buf_ring;
+				cfg.recv_direct_min_bytes = modes[m].direct_min;
+				memset(&th, 0, sizeof th);
+				th.ur = &ur;
+				th.file_fd = g_file_fd;
+				if (net_server_start(&ur, &cfg, &handler, &srv) < 0)
+					BAIL_OUT("server start");
+				g_port = net_server_port(srv);
+				static struct rx_bench_arg b;
+				memset(&b, 0, sizeof b);
+				b.frame_bytes = sizes[i];
+				b.total_bytes = total_mib << 20;
+				struct rusage ru0, ru1;
+				getrusage(RUSAGE_SELF, &ru0);
+				run_client(c_rx_bench, &b);
+				getrusage(RUSAGE_SELF, &ru1);
+				double all = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) -
+					     tv_secs(&ru0.ru_utime) - tv_secs(&ru0.ru_stime);
+				rate[k] = (double)b.total_bytes / (1 << 20) / b.secs;
+				cpu[k] = (all - b.client_cpu) / ((double)b.total_bytes / (1 << 30));
+				if (b.res.failed)
+					why = "FAILED";
+				struct net_stats st;
+				net_server_stats(srv, &st);
+				direct_bytes += st.recv_direct_bytes;
+				net_server_stop(srv);
+				atomic_store(&g_client_done, 1);
+				settle(server_gone, 5000);
+				net_server_free(srv);
+				srv = NULL;
+			}
+			sort3(rate);
+			sort3(cpu);
+			printf("# %5zu KiB frames  %-17s %6.0f MiB/s (%6.0f..%6.0f), server CPU %5.3f s/GiB "
+			       "(%5.3f..%5.3f), direct %3.0f%% %s\n", sizes[i] >> 10, modes[m].name,
+			       rate[1], rate[0], rate[2], cpu[1], cpu[0], cpu[2],
+			       100.0 * (double)direct_bytes / (3.0 * (double)(total_mib << 20)), why);
+			fflush(stdout);
+		}
+	uring_fini(&ur);
+	close(g_file_fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "bench") == 0)
 		return bench(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "bench-rx") == 0)
+		return bench_rx(argc, argv);
 	g_file_fd = make_file(FILE_BYTES);
 	test_chain(g_file_fd);
 	if (uring_init(&ur, 256) < 0)
@@ -1368,6 +1748,20 @@ int main(int argc, char **argv)
 	cfg.receive_buffer_bytes = 0;
 	cfg.no_multishot_accept = false;
 	run_suite("plain recv + splice + default limits", &cfg);
+
+	/* Direct receive off; then a small ring of small buffers that runs dry (-ENOBUFS) and a
+	 * low threshold, so that many frames switch. */
+	struct net_config dcfg;
+	net_config_defaults(&dcfg);
+	dcfg.host = "127.0.0.1";
+	dcfg.port = 0;
+	dcfg.max_request_bytes = 16 << 20;
+	dcfg.recv_direct_min_bytes = 0;
+	run_direct_suite("buffer ring, direct recv off", &dcfg);
+	dcfg.recv_direct_min_bytes = 8192;
+	dcfg.buf_ring_entries = 4;
+	dcfg.buf_ring_buf_bytes = 4096;
+	run_direct_suite("buffer ring of 4 x 4 KiB, direct recv from 8 KiB", &dcfg);
 
 	test_ipv6();
 	test_max_connections();

@@ -8,7 +8,8 @@
 # required signed header is answered 403 and never reaches s3rver. Counters and fault
 # injection are reached under /__proxy/ (never signed, never forwarded):
 #   GET  /__proxy/stats   -> "name value" lines (requests verified mismatch unsigned token
-#                            faults aborts parts completes connections inflight inflight_max)
+#                            faults aborts parts completes lists connections inflight
+#                            inflight_max upstream_errors)
 #   POST /__proxy/fault?action=status|drop|delay|err200&count=N[&status=503&code=SlowDown]
 #                       [&method=PUT][&match=substring of path?query][&delay_ms=3000]
 #   POST /__proxy/clear   (drops pending faults)   POST /__proxy/reset_hwm (inflight_max=0)
@@ -16,6 +17,8 @@
 #                         forwards, after checking their signature: short pages, so clients
 #                         must follow continuation tokens; 0 = off)
 # s3rver has no AbortMultipartUpload: the proxy answers it itself (204) after checking it.
+# When s3rver cannot be reached (stopped for an outage test, or it dropped the connection),
+# a correctly signed request is answered 503 ServiceUnavailable at once (upstream_errors).
 # Usage: s3_sigcheck_proxy.py --upstream 127.0.0.1:PORT --port-file F --access-key AK
 #        --secret SK [--region us-east-1] [--token T] [--tls-cert C --tls-key K]
 import argparse
@@ -46,7 +49,7 @@ args = None
 lock = threading.Lock()
 stats = {k: 0 for k in ('requests', 'verified', 'mismatch', 'unsigned', 'token', 'faults',
                         'aborts', 'parts', 'completes', 'lists', 'connections', 'inflight',
-                        'inflight_max')}
+                        'inflight_max', 'upstream_errors')}
 settings = {'list_max_keys': 0}
 faults = []  # dicts: action, count, status, code, method, match, delay_ms
 
@@ -281,7 +284,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             bump('parts')
         if self.command == 'POST' and 'uploadId=' in query:
             bump('completes')
-        resp, data = self.forward(body)
+        try:
+            resp, data = self.forward(body)
+        except (http.client.HTTPException, OSError) as e:
+            # Refused (s3rver stopped) or dropped twice: answer like an overloaded S3 at once,
+            # never hang; a well-behaved client retries with backoff.
+            bump('upstream_errors')
+            sys.stderr.write('proxy: upstream down for %s %s: %s\n' % (self.command, self.path, e))
+            return self.send_plain(503, s3_error_xml('ServiceUnavailable', 'upstream: %s' % e),
+                                   'application/xml')
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() in HOP_BY_HOP or k.lower() == 'content-length':

@@ -11,6 +11,10 @@
 #       AWS_SECRET_ACCESS_KEY), proxy control at $S3_ENDPOINT/__proxy/...
 #       with --tls also $S3_TLS_ENDPOINT (https, same checks) trusting $S3_CA_FILE.
 #   s3_stat NAME                    # prints one proxy counter (mismatch, verified, ...)
+#   s3_proxy_ctl 'fault?action=...' # a proxy control request (faults, clear, set, reset_hwm)
+#   s3rver_stop; ...; s3rver_start  # a real outage: the s3rver process is stopped, then started
+#                                   # again on the same port and data dir (the proxy stays up and
+#                                   # answers 503 ServiceUnavailable meanwhile)
 #
 # s3_cleanup stops both servers and removes S3_DIR (S3_KEEP=1 keeps it). Every wait is bounded.
 
@@ -57,9 +61,46 @@ s3_start_proxy() {
 	_s3_started_pid=$!
 }
 
+# s3_launch_s3rver PORT: starts s3rver on 127.0.0.1:PORT (0: the kernel picks) over
+# $S3_DIR/data, appending to $S3_DIR/s3rver.log, and waits (bounded) until it listens. Sets
+# S3RVER_PID and S3RVER_PORT. Returns 1 (logs dumped) when it exits or does not listen in time.
+s3_launch_s3rver() {
+	_s3_lines=0
+	[ -f "$S3_DIR/s3rver.log" ] && _s3_lines=$(wc -l < "$S3_DIR/s3rver.log")
+	# The legacy provider: s3rver's continuation tokens use DES, which OpenSSL 3 hides.
+	NODE_OPTIONS=--openssl-legacy-provider node "$top_srcdir/t/node_modules/s3rver/bin/s3rver.js" \
+		-d "$S3_DIR/data" -a 127.0.0.1 -p "$1" -s --service-endpoint localhost \
+		--configure-bucket "$S3_BUCKET" >> "$S3_DIR/s3rver.log" 2>&1 &
+	S3RVER_PID=$!
+	_s3_i=0
+	_s3_port=
+	while [ "$_s3_i" -lt 300 ] && [ -z "$_s3_port" ]; do
+		if ! kill -0 "$S3RVER_PID" 2>/dev/null; then
+			wait "$S3RVER_PID" 2>/dev/null
+			echo "# s3rver exited during startup"
+			S3RVER_PID=
+			s3_dump_logs
+			return 1
+		fi
+		# Only this start's lines: a restart appends to the same log.
+		_s3_port=$(tail -n +"$((_s3_lines + 1))" "$S3_DIR/s3rver.log" |
+			sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p')
+		[ -n "$_s3_port" ] || sleep 0.1
+		_s3_i=$((_s3_i + 1))
+	done
+	if [ -z "$_s3_port" ]; then
+		echo "# s3rver did not start listening"
+		s3_dump_logs
+		s3_stop_pid "$S3RVER_PID"
+		S3RVER_PID=
+		return 1
+	fi
+	S3RVER_PORT=$_s3_port
+	return 0
+}
+
 s3_start() {
-	_s3_s3rver="$top_srcdir/t/node_modules/s3rver/bin/s3rver.js"
-	if ! command -v node > /dev/null 2>&1 || [ ! -f "$_s3_s3rver" ]; then
+	if ! command -v node > /dev/null 2>&1 || [ ! -f "$top_srcdir/t/node_modules/s3rver/bin/s3rver.js" ]; then
 		echo "# s3rver is not installed (scripts/deps --test installs it)"
 		return 2
 	fi
@@ -69,29 +110,7 @@ s3_start() {
 	fi
 	S3_DIR=$(mktemp -d "${TMPDIR:-/tmp}/strata-s3.XXXXXX") || return 1
 	mkdir -p "$S3_DIR/data"
-	# The legacy provider: s3rver's continuation tokens use DES, which OpenSSL 3 hides.
-	NODE_OPTIONS=--openssl-legacy-provider node "$_s3_s3rver" -d "$S3_DIR/data" -a 127.0.0.1 \
-		-p 0 -s --service-endpoint localhost --configure-bucket "$S3_BUCKET" \
-		> "$S3_DIR/s3rver.log" 2>&1 &
-	S3RVER_PID=$!
-	_s3_i=0
-	S3RVER_PORT=
-	while [ "$_s3_i" -lt 300 ] && [ -z "$S3RVER_PORT" ]; do
-		if ! kill -0 "$S3RVER_PID" 2>/dev/null; then
-			echo "# s3rver exited during startup"
-			S3RVER_PID=
-			s3_dump_logs
-			return 1
-		fi
-		S3RVER_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$S3_DIR/s3rver.log")
-		[ -n "$S3RVER_PORT" ] || sleep 0.1
-		_s3_i=$((_s3_i + 1))
-	done
-	if [ -z "$S3RVER_PORT" ]; then
-		echo "# s3rver did not start listening"
-		s3_dump_logs
-		return 1
-	fi
+	s3_launch_s3rver 0 || return 1
 
 	s3_start_proxy "$S3_DIR/proxy.port" "$S3_DIR/proxy.log"
 	S3_PROXY_PID=$_s3_started_pid
@@ -143,6 +162,17 @@ with urllib.request.urlopen(sys.argv[1] + '/__proxy/stats', timeout=10) as r:
 EOF
 }
 
+# s3_proxy_ctl WHAT [ENDPOINT]: POST ENDPOINT/__proxy/WHAT, e.g.
+# s3_proxy_ctl 'fault?action=delay&method=PUT&match=.log&count=1&delay_ms=3000'.
+s3_proxy_ctl() {
+	"$S3_PY" - "${2:-$S3_ENDPOINT}/__proxy/$1" <<'EOF'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=b'', method='POST')
+with urllib.request.urlopen(req, timeout=10) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+}
+
 s3_stop_pid() {
 	[ -n "$1" ] || return 0
 	kill -TERM "$1" 2>/dev/null
@@ -154,6 +184,36 @@ s3_stop_pid() {
 	kill -KILL "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
 	return 0
+}
+
+# s3rver_stop: an outage. Stops the s3rver process (SIGTERM, SIGKILL after 5 s); its data dir
+# and port number are kept for s3rver_start. Returns 1 when s3rver was not running.
+s3rver_stop() {
+	[ -n "$S3RVER_PID" ] || { echo "# s3rver_stop: s3rver is not running"; return 1; }
+	s3_stop_pid "$S3RVER_PID"
+	S3RVER_PID=
+	return 0
+}
+
+# s3rver_start: the end of an outage. Starts s3rver again on the port it had (the proxies'
+# upstream) over the same data dir. A few bounded tries: another process may hold the port
+# for a moment (an outgoing connection given it as its ephemeral port).
+s3rver_start() {
+	[ -z "$S3RVER_PID" ] || { echo "# s3rver_start: s3rver $S3RVER_PID is still running"; return 1; }
+	_s3_port0=$S3RVER_PORT
+	for _s3_try in 1 2 3 4 5; do
+		if s3_launch_s3rver "$_s3_port0" > "$S3_DIR/s3rver-start.out" 2>&1; then
+			[ "$S3RVER_PORT" = "$_s3_port0" ] && return 0
+			echo "# s3rver came back on port $S3RVER_PORT, not $_s3_port0"
+			s3rver_stop
+			S3RVER_PORT=$_s3_port0
+			return 1
+		fi
+		S3RVER_PORT=$_s3_port0
+		sleep 0.5
+	done
+	cat "$S3_DIR/s3rver-start.out"
+	return 1
 }
 
 s3_cleanup() {

@@ -1,6 +1,6 @@
 /* t/tier.c -- unit tests of tiering's pure parts: bucket keys, partition and topic manifests
  * (round trip, every kind of damage refused), and the remote read cache against a file://
- * bucket when that backend is built in. */
+ * bucket, serving chunks in place and copied into the cache directory. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -312,13 +312,60 @@ static void test_verify_chunk(const struct seg_bytes *sb)
 	free(copy);
 }
 
-static void test_rcache(void)
+/* The bucket's file of an object (file:// store at root). */
+static int object_path(char *out, size_t len, const char *root, const struct rcache_seg *seg)
 {
+	char key[MANIFEST_KEY_MAX + 16];
+	if (manifest_key_object(key, sizeof key, seg->m.key, "log") < 0)
+		return -1;
+	return snprintf(out, len, "%s/%s", root, key) < (int)len ? 0 : -1;
+}
+
+/* Flips one byte of a file in place (not the object store's way of writing: an outsider's)
+ * and makes sure its ctime moved, as the cache's change check needs (on kernels without
+ * fine-grained timestamps a write in the same clock tick may leave it). */
+static bool flip_in_place(const char *path, off_t pos)
+{
+	struct stat st0, st1;
+	int fd = open(path, O_RDWR);
+	if (fd < 0 || fstat(fd, &st0) < 0)
+		return false;
+	uint8_t b;
+	bool good = pread(fd, &b, 1, pos) == 1;
+	b ^= 0x20;
+	good = good && pwrite(fd, &b, 1, pos) == 1 && fstat(fd, &st1) == 0;
+	for (int i = 0; good && i < 10 && st1.st_ctim.tv_sec == st0.st_ctim.tv_sec &&
+			st1.st_ctim.tv_nsec == st0.st_ctim.tv_nsec; i++) {
+		usleep(10000);
+		good = futimens(fd, NULL) == 0 && fstat(fd, &st1) == 0;
+	}
+	close(fd);
+	return good;
+}
+
+static int count_cache_files(const char *cdir)
+{
+	int n = 0;
+	DIR *d = opendir(cdir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] == 'c';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The read cache on a file:// bucket: chunks verified in the bucket's own files (direct) or
+ * copied into the cache directory (as for s3://). */
+static void test_rcache(bool direct)
+{
+	const char *mode = direct ? "direct" : "copy";
 	char dir[] = "/tmp/strata-tier-t.XXXXXX";
 	if (!mkdtemp(dir))
 		BAIL_OUT("mkdtemp");
-	char url[128], cdir[128];
+	char url[128], cdir[128], root[128];
 	snprintf(url, sizeof url, "file://%s/bucket", dir);
+	snprintf(root, sizeof root, "%s/bucket", dir);
 	snprintf(cdir, sizeof cdir, "%s/cache", dir);
 	struct objstore_config oc;
 	objstore_config_defaults(&oc);
@@ -329,31 +376,34 @@ static void test_rcache(void)
 	struct seg_bytes sb, sbz;
 	build_segment(&sb, 0);
 	build_segment(&sbz, COMPRESS_LZ4);
-	test_verify_chunk(&sb);
+	if (direct)
+		test_verify_chunk(&sb);
 	struct rcache_seg seg, bad, zseg;
 	ok(put_segment(os, &sb, "rc", SEG_BASE, &seg, false) == 0 &&
 	   put_segment(os, &sb, "rc", 5000, &bad, true) == 0 &&
-	   put_segment(os, &sbz, "rcz", SEG_BASE, &zseg, false) == 0, "segments in the bucket");
+	   put_segment(os, &sbz, "rcz", SEG_BASE, &zseg, false) == 0, "%s: segments in the bucket", mode);
 	/* its key is base 5000's, its offsets the data's own */
 	bad.m.base_offset = SEG_BASE;
 	bad.m.last_offset = seg.m.last_offset;
 
 	struct rcache_config cfg;
 	rcache_config_defaults(&cfg);
+	ok(cfg.local_direct, "serving file:// chunks in place is the default");
+	cfg.local_direct = direct;
 	cfg.dir = cdir;
 	cfg.chunk_bytes = 8192;
 	cfg.max_bytes = 24 * 1024;
 	cfg.threads = 2;
 	struct rcache *rc;
-	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "rcache_open");
+	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "%s: rcache_open", mode);
 	struct rcache_slice sl;
 	ok(rcache_read(rc, &seg, NULL, SEG_BASE, 4096, true, &sl) == RCACHE_PENDING,
-	   "first read of a remote segment waits for a download");
+	   "%s: first read of a remote segment waits for a download", mode);
 	int r = read_wait(rc, &seg, SEG_BASE, 4096, &sl);
 	int64_t next;
 	ok(r == KERR_NONE && sl.first_offset == SEG_BASE && sl.len > 0 && sl.len <= 4096 && slice_ok(&sl, &next),
-	   "then whole batches from the base, within max_bytes (len %" PRId64 ", next %" PRId64 ")", sl.len,
-	   sl.next_offset);
+	   "%s: then whole batches from the base, within max_bytes (len %" PRId64 ", next %" PRId64 ")", mode,
+	   sl.len, sl.next_offset);
 	rcache_slice_release(&sl);
 
 	/* Sequential replay through every chunk: all offsets, in order, whole batches. */
@@ -372,20 +422,27 @@ static void test_rcache(void)
 		rcache_slice_release(&sl);
 	}
 	ok(all_ok && off == seg.m.last_offset + 1 && bytes == (int64_t)sb.log_len,
-	   "sequential replay: %" PRId64 " slices, every batch once (%" PRId64 " of %zu bytes)", slices,
-	   bytes, sb.log_len);
+	   "%s: sequential replay: %" PRId64 " slices, every batch once (%" PRId64 " of %zu bytes)", mode,
+	   slices, bytes, sb.log_len);
 	r = read_wait(rc, &seg, SEG_BASE + 503, 100, &sl);
 	ok(r == KERR_NONE && sl.first_offset <= SEG_BASE + 503 && sl.next_offset > SEG_BASE + 503 &&
-	   slice_ok(&sl, &next), "a read in the middle starts at the batch holding the offset (%" PRId64 ")",
-	   sl.first_offset);
+	   slice_ok(&sl, &next), "%s: a read in the middle starts at the batch holding the offset (%" PRId64 ")",
+	   mode, sl.first_offset);
 	rcache_slice_release(&sl);
 	ok(read_wait(rc, &seg, seg.m.last_offset + 1, 100, &sl) == KERR_OFFSET_OUT_OF_RANGE,
-	   "past the segment: out of range");
+	   "%s: past the segment: out of range", mode);
 	struct rcache_stats st;
 	rcache_get_stats(rc, &st);
 	ok(st.cached_bytes <= cfg.max_bytes && st.evictions > 0 && st.downloads > 1,
-	   "the cache stays within its bound: %" PRId64 " bytes cached, %" PRId64 " evictions, %" PRId64
-	   " downloads, %" PRId64 " prefetches", st.cached_bytes, st.evictions, st.downloads, st.prefetches);
+	   "%s: the cache stays within its bound: %" PRId64 " bytes cached, %" PRId64 " evictions, %" PRId64
+	   " downloads, %" PRId64 " prefetches", mode, st.cached_bytes, st.evictions, st.downloads, st.prefetches);
+	if (direct)
+		ok(st.local_bytes == st.download_bytes && st.local_bytes > 0 && count_cache_files(cdir) == 0,
+		   "direct: every chunk verified in the bucket's file (%" PRId64 " bytes), none copied",
+		   st.local_bytes);
+	else
+		ok(st.local_bytes == 0 && count_cache_files(cdir) > 0,
+		   "copy: chunks are files in the cache directory (%d)", count_cache_files(cdir));
 
 	/* Timestamp lookups, record-exact, also inside compressed batches. */
 	int64_t o, ts;
@@ -399,35 +456,35 @@ static void test_rcache(void)
 				usleep(10000);
 		}
 		ok(r == KERR_NONE && o == want_off && ts == TS0 + 777 * 10,
-		   "%s: offset for timestamp inside the segment: %" PRId64 " @ %" PRId64,
+		   "%s: %s: offset for timestamp inside the segment: %" PRId64 " @ %" PRId64, mode,
 		   k ? "lz4" : "uncompressed", o, ts);
 	}
 	r = read_wait(rc, &zseg, SEG_BASE + 10, 1 << 20, &sl);
-	ok(r == KERR_NONE && slice_ok(&sl, &next), "compressed batches are served as stored");
+	ok(r == KERR_NONE && slice_ok(&sl, &next), "%s: compressed batches are served as stored", mode);
 	rcache_slice_release(&sl);
 
 	/* A damaged object is never served, and asking again keeps failing. */
 	r = read_wait(rc, &bad, SEG_BASE, 1 << 20, &sl);
-	ok(r == KERR_KAFKA_STORAGE_ERROR, "damaged object: KAFKA_STORAGE_ERROR (%d)", r);
+	ok(r == KERR_KAFKA_STORAGE_ERROR, "%s: damaged object: KAFKA_STORAGE_ERROR (%d)", mode, r);
 	if (r == KERR_NONE)
 		rcache_slice_release(&sl);
 	r = rcache_read(rc, &bad, NULL, SEG_BASE, 1 << 20, true, &sl);
-	ok(r == KERR_KAFKA_STORAGE_ERROR, "... and again while the failure is held");
+	ok(r == KERR_KAFKA_STORAGE_ERROR, "%s: ... and again while the failure is held", mode);
 	if (r == KERR_NONE)
 		rcache_slice_release(&sl);
 	int64_t after = SEG_BASE + SEG_BATCHES * SEG_RECS - 2; /* the damage is in an early chunk */
 	r = read_wait(rc, &bad, after, 1 << 20, &sl);
-	ok(r == KERR_NONE && slice_ok(&sl, &next), "undamaged chunks of it are still served");
+	ok(r == KERR_NONE && slice_ok(&sl, &next), "%s: undamaged chunks of it are still served", mode);
 	if (r == KERR_NONE)
 		rcache_slice_release(&sl);
 	rcache_get_stats(rc, &st);
-	ok(st.corrupt >= 1, "corrupt downloads counted (%" PRId64 ")", st.corrupt);
+	ok(st.corrupt >= 1, "%s: corrupt downloads counted (%" PRId64 ")", mode, st.corrupt);
 
 	rcache_close(rc);
 
 	/* A cache with room: sequential readers find the next chunks prefetched. */
 	cfg.max_bytes = 1 << 20;
-	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "rcache_open (1 MiB)");
+	ok(rcache_open(&cfg, os, NULL, NULL, &rc) == 0, "%s: rcache_open (1 MiB)", mode);
 	off = SEG_BASE;
 	int waits = 0;
 	all_ok = true;
@@ -447,18 +504,44 @@ static void test_rcache(void)
 	}
 	rcache_get_stats(rc, &st);
 	ok(all_ok && off == seg.m.last_offset + 1 && st.prefetches > 0,
-	   "prefetch: replay waited %d times, %" PRId64 " prefetches, %" PRId64 " hits", waits,
+	   "%s: prefetch: replay waited %d times, %" PRId64 " prefetches, %" PRId64 " hits", mode, waits,
 	   st.prefetches, st.hits);
+
+	/* A verified chunk whose bucket file is then changed in place (an outsider writing into
+	 * the bucket directory): verified again before it is served again, so damage written
+	 * after the first verification is refused too; a slice taken before the change stays
+	 * valid until released. Copies in the cache directory do not see the change. */
+	char path[512];
+	bool flipped = false;
+	if (object_path(path, sizeof path, root, &seg) == 0) {
+		struct rcache_slice held;
+		r = read_wait(rc, &seg, SEG_BASE, 1 << 20, &held);
+		ok(r == KERR_NONE && slice_ok(&held, &next), "%s: first chunk served and held", mode);
+		flipped = flip_in_place(path, 300); /* inside the first chunk's second batch */
+		ok(flipped, "%s: flipped a byte of %s in place", mode, path);
+		r = rcache_read(rc, &seg, NULL, SEG_BASE, 1 << 20, true, &sl);
+		if (direct) {
+			ok(r == RCACHE_PENDING, "direct: the changed file's chunk is not served as verified (%d)", r);
+			if (r == KERR_NONE)
+				rcache_slice_release(&sl);
+			r = read_wait(rc, &seg, SEG_BASE, 1 << 20, &sl);
+			ok(r == KERR_KAFKA_STORAGE_ERROR, "direct: verified again: KAFKA_STORAGE_ERROR (%d)", r);
+			if (r == KERR_NONE)
+				rcache_slice_release(&sl);
+			rcache_get_stats(rc, &st);
+			ok(st.local_changed == 1, "direct: the change is counted (%" PRId64 ")", st.local_changed);
+		} else {
+			ok(r == KERR_NONE && slice_ok(&sl, &next), "copy: the cached copy is still served intact");
+			if (r == KERR_NONE)
+				rcache_slice_release(&sl);
+		}
+		if (held.chunk_)
+			rcache_slice_release(&held);
+	}
 	rcache_close(rc);
-	struct stat stt;
-	int left = 0;
-	DIR *d = opendir(cdir);
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		left += de->d_name[0] == 'c';
-	if (d)
-		closedir(d);
-	ok(left == 0 && stat(cdir, &stt) == 0, "close removes the cached files (%d left)", left);
+	if (flipped)
+		flip_in_place(path, 300);
+	ok(count_cache_files(cdir) == 0, "%s: close removes the cached files", mode);
 	objstore_close(os);
 	free(sb.log);
 	free(sbz.log);
@@ -473,6 +556,7 @@ int main(void)
 	test_keys();
 	test_manifest();
 	test_topic_manifest();
-	test_rcache();
+	test_rcache(true);
+	test_rcache(false);
 	return tap_done();
 }

@@ -1,8 +1,14 @@
 #!/bin/sh
 # t/tier_s3.sh -- tiered storage on the S3 backend: s3rver on loopback behind the SigV4-checking
-# proxy (t/s3lib.sh). Records go cold into the S3 bucket and are read back identical with
-# kafka-python and kcat, timestamp seeks, across a restart; every request's signature checks.
-# Skips (TAP) when s3rver or botocore is not installed. The checks are t/tier_test.py's.
+# proxy (t/s3lib.sh), the same phases as t/tier_e2e.sh (checks in t/tier_test.py, which reads and
+# writes the bucket through botocore here): cold reads identical to hot ones (kafka-python,
+# kcat), timestamp seeks, a restart with a scrub of planted orphan objects; a real outage
+# (s3rver stopped while producing: no produce errors, no local deletion of what is not in the
+# manifest; started again: the backlog uploads, local retention catches up); a restart with
+# s3rver down, then SIGKILL while a segment upload is in flight (the proxy holds its .log PUT):
+# the upload is redone; a damaged object fails only the fetch that needs it; topic deletion
+# empties the bucket. Every S3 request's signature must check. Skips (TAP) when s3rver or
+# botocore is not installed.
 . "$top_srcdir/t/lib.sh"
 . "$top_srcdir/t/s3lib.sh"
 cleanup() { strata_cleanup; s3_cleanup; }
@@ -32,13 +38,67 @@ if ! strata_start --set log.retention.check.interval.ms=500 --set strata.tier.ch
 	exit 1
 fi
 py() { TIER_S3=1 "$STRATA_PY" "$top_srcdir/t/tier_test.py" "$1" "$STRATA_BOOTSTRAP" "$STRATA_DIR" 2>&1; }
+check() { # check DESCRIPTION COMMAND...: one TAP line from a command's status
+	_d=$1
+	shift
+	if "$@"; then echo "ok - $_d"; else echo "not ok - $_d"; fi
+}
+log_lines() { wc -l < "$STRATA_DIR/stratad.log"; }
+logged_since() { tail -n +"$(($1 + 1))" "$STRATA_DIR/stratad.log" | grep -q "$2"; }
+# Waits (bounded, 60 s) until proxy counter $1 is above $2.
+stat_above() {
+	_i=0
+	while [ "$_i" -lt 300 ]; do
+		[ "$(s3_stat "$1")" -gt "$2" ] 2>/dev/null && return 0
+		sleep 0.2
+		_i=$((_i + 1))
+	done
+	return 1
+}
+# Not a pipeline: the broker and s3rver are restarted in here and must stay this shell's children.
 res="$STRATA_DIR/results"
 {
 	py hot
 	py cold
-	if strata_restart; then echo "ok - clean restart"; else echo "not ok - clean restart"; fi
+	py scrub-plant
+	check "clean restart" strata_restart
 	py restarted
-	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
+	py scrub-check
+
+	# An outage while producing: s3rver itself stops; the proxy answers 503 meanwhile.
+	py mark
+	e0=$(s3_stat upstream_errors)
+	l0=$(log_lines)
+	check "s3rver stopped" s3rver_stop
+	py outage-produce
+	check "the backlog is logged" logged_since "$l0" "upload backlog"
+	check "stratad's S3 requests failed during the outage (proxy: upstream down)" \
+		stat_above upstream_errors "${e0:-0}"
+	check "s3rver started again on port $S3RVER_PORT" s3rver_start
+	py outage-restored
+
+	# Down across a restart, then SIGKILL with an upload half done: its index objects are in
+	# the bucket, its .log PUT is held by the proxy when the broker dies.
+	py mark
+	check "s3rver stopped again" s3rver_stop
+	check "restart with the bucket down" strata_restart
+	py earliest-down
+	py before-kill
+	f0=$(s3_stat faults)
+	check "the proxy will hold the next .log PUT for 3 s" \
+		s3_proxy_ctl 'fault?action=delay&method=PUT&match=.log&count=1&delay_ms=3000'
+	check "s3rver started again" s3rver_start
+	check "a segment upload reached its .log PUT (held by the proxy)" stat_above faults "${f0:-0}"
+	strata_kill9
+	s3_proxy_ctl clear
+	py killed-mid-upload
+	check "restart after SIGKILL" strata_start_again
+	py after-kill
+
+	py corrupt
+	check "the damaged object is logged" grep -q "not served" "$STRATA_DIR/stratad.log"
+	py delete
+	check "clean shutdown" strata_stop
 	v=$(s3_stat verified)
 	m=$(s3_stat mismatch)
 	if [ "${v:-0}" -gt 0 ] && [ "${m:-1}" = 0 ]; then echo "ok - $v S3 requests, every signature valid"

@@ -1,17 +1,20 @@
 #!/usr/bin/python3
-# t/tier_test.py -- tiered storage against a running stratad (driven by t/tier_e2e.sh, which starts,
-# kills and restarts the broker): records produced with confluent-kafka and kcat go to a topic
-# with tiny segments; once the local copies are gone (local retention), kafka-python and kcat
-# read every record back from the bucket identical to what they read while it was hot (offset,
-# key, value, headers, timestamp); timestamp seeks into the bucket; an object store outage keeps
-# producers working and local segments in place, then the backlog uploads; a damaged object
-# fails only the fetch that needs it (KAFKA_STORAGE_ERROR); deleting a topic empties its part of
-# the bucket. Prints TAP lines without a plan. Usage: tier_test.py PHASE BOOTSTRAP STRATA_DIR
+# t/tier_test.py -- tiered storage against a running stratad (driven by t/tier_e2e.sh on the
+# file:// bucket and t/tier_s3.sh on s3rver, which start, kill and restart the broker and take
+# the bucket down): records produced with confluent-kafka and kcat go to a topic with tiny
+# segments; once the local copies are gone (local retention), kafka-python and kcat read every
+# record back from the bucket identical to what they read while it was hot (offset, key, value,
+# headers, timestamp); timestamp seeks into the bucket; an object store outage keeps producers
+# working and local segments in place, then the backlog uploads; a damaged object fails only the
+# fetch that needs it (KAFKA_STORAGE_ERROR); deleting a topic empties its part of the bucket.
+# The bucket is read and written through a small abstraction: files under <STRATA_DIR>/bucket,
+# or S3 through botocore when TIER_S3 is set (endpoint $S3_ENDPOINT, path style, credentials
+# $S3_ACCESS_KEY/$S3_SECRET_KEY, region $S3_REGION; bucket and key prefix from the broker's
+# strata.tier.url). Prints TAP lines without a plan. Usage: tier_test.py PHASE BOOTSTRAP STRATA_DIR
 import glob, json, os, socket, struct, subprocess, sys, time
 
 phase, bs, sdir = sys.argv[1], sys.argv[2], sys.argv[3]
 LOG = os.path.join(sdir, 'log')
-BUCKET = os.path.join(sdir, 'bucket')
 STATE = os.path.join(sdir, 'tier-state.json')
 TOPIC = 'tier-a'
 CTOPIC = 'tier-c'
@@ -53,23 +56,203 @@ def local_bases(topic, part):
     return sorted(int(os.path.basename(p)[:20]) for p in glob.glob(os.path.join(d, '*.log')))
 
 
-S3 = bool(os.environ.get('TIER_S3'))  # the bucket is not a directory here (t/tier_s3.sh)
+# --- the bucket --------------------------------------------------------------------------------
+# Keys are relative to the store's root (an s3:// URL's prefix is not part of them), as in
+# man/strata-bucket.5: <hash8>/<topic>/<partition>_<id8>/<name> and <hash8>/<topic>/topic_manifest.
+
+class NotFound(Exception):
+    pass
+
+
+class FileBucket:
+    """The default file:// bucket, <STRATA_DIR>/bucket: one file per key. An outage here is
+    stratad's strata.tier.test.fault.file hook: the files stay readable to the test."""
+    outage_is_real = False
+
+    def __init__(self, root):
+        self.root = root
+
+    def where(self, key):
+        return os.path.join(self.root, key)
+
+    def keys(self):
+        out = []
+        for d, _, files in os.walk(self.root):
+            out += [os.path.relpath(os.path.join(d, f), self.root) for f in files]
+        return sorted(out)
+
+    def get(self, key):
+        try:
+            with open(self.where(key), 'rb') as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def put(self, key, data):
+        # In place (same inode): the damage must reach a reader that keeps the file open.
+        path = self.where(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+
+    def exists(self, key):
+        return os.path.isfile(self.where(key))
+
+    def delete(self, key):
+        os.unlink(self.where(key))
+
+    def probe(self):
+        return None
+
+
+class S3Bucket:
+    """s3://bucket[/prefix] through botocore (its own SigV4 signer). The outage is real: s3rver
+    is stopped, and nothing (this test included) can read the bucket meanwhile."""
+    outage_is_real = True
+
+    def __init__(self, url):
+        from botocore.config import Config
+        from botocore.session import get_session
+        bucket, _, prefix = url[len('s3://'):].partition('/')
+        self.bucket = bucket
+        self.prefix = prefix.strip('/') + '/' if prefix.strip('/') else ''
+        self.c = get_session().create_client(
+            's3', endpoint_url=os.environ['S3_ENDPOINT'], region_name=os.environ['S3_REGION'],
+            aws_access_key_id=os.environ['S3_ACCESS_KEY'],
+            aws_secret_access_key=os.environ['S3_SECRET_KEY'],
+            config=Config(s3={'addressing_style': 'path'}, connect_timeout=5, read_timeout=30,
+                          retries={'max_attempts': 2, 'mode': 'standard'}))
+
+    def where(self, key):
+        return 's3://%s/%s%s' % (self.bucket, self.prefix, key)
+
+    def keys(self):
+        out = []
+        for page in self.c.get_paginator('list_objects_v2').paginate(Bucket=self.bucket,
+                                                                    Prefix=self.prefix):
+            out += [o['Key'][len(self.prefix):] for o in page.get('Contents', [])]
+        return sorted(out)
+
+    def get(self, key):
+        try:
+            return self.c.get_object(Bucket=self.bucket, Key=self.prefix + key)['Body'].read()
+        except self.c.exceptions.NoSuchKey:
+            raise NotFound(key) from None
+
+    def put(self, key, data):
+        self.c.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+    def exists(self, key):
+        from botocore.exceptions import ClientError
+        try:
+            self.c.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            return True
+        except ClientError as e:
+            if e.response.get('Error', {}).get('Code') in ('404', 'NoSuchKey', 'NotFound'):
+                return False
+            raise
+
+    def delete(self, key):
+        self.c.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+    def probe(self):
+        """None when the bucket answers a LIST, else the error."""
+        try:
+            self.c.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            return None
+        except Exception as e:  # noqa: BLE001 (the error is the answer)
+            return '%s: %s' % (type(e).__name__, e)
+
+
+def tier_url():
+    """strata.tier.url from the broker's arguments (t/lib.sh keeps them one per line)."""
+    with open(os.path.join(sdir, 'stratad.args')) as f:
+        for a in f.read().splitlines():
+            if a.startswith('strata.tier.url='):
+                return a.split('=', 1)[1]
+    return None
+
+
+if os.environ.get('TIER_S3'):
+    url = tier_url()
+    if not url or not url.startswith('s3://'):
+        sys.exit('TIER_S3 is set but strata.tier.url is %r' % url)
+    BUCKET = S3Bucket(url)
+else:
+    BUCKET = FileBucket(os.path.join(sdir, 'bucket'))
+
+
+def topic_keys(topic, part=None, name=None):
+    """Keys of topic's objects (of one partition, with one name), sorted."""
+    out = []
+    for k in BUCKET.keys():
+        f = k.split('/')
+        if len(f) < 3 or f[1] != topic:
+            continue
+        if part is not None and (len(f) != 4 or not f[2].startswith('%d_' % part)):
+            continue
+        if name is not None and f[-1] != name:
+            continue
+        out.append(k)
+    return out
+
+
+_mkeys = {}
+
+
+def manifest_text(topic, part):
+    """The partition manifest (text), or None when the bucket has none."""
+    for attempt in range(2):
+        k = _mkeys.get((topic, part))
+        if k is None or attempt:
+            ks = topic_keys(topic, part, 'manifest')
+            if not ks:
+                return None
+            if len(ks) > 1:
+                diag('several manifests for %s-%d: %s' % (topic, part, ks))
+            k = _mkeys[(topic, part)] = ks[0]
+        try:
+            return BUCKET.get(k).decode()
+        except NotFound:
+            continue
+    return None
+
+
+def manifest_segs(topic, part):
+    """(start_offset, [(base, last, key stem)]) from the bucket's manifest (([-1, []]): none)."""
+    text = manifest_text(topic, part)
+    segs, start = [], -1
+    for line in (text or '').splitlines():
+        if line.startswith('start_offset='):
+            start = int(line.split('=', 1)[1])
+        if line.startswith('seg '):
+            fields = dict(kv.split('=', 1) for kv in line.split()[1:])
+            segs.append((int(fields['base']), int(fields['last']), fields['key']))
+    return start, segs
 
 
 def manifest_end(topic, part):
     """Offset after the last segment the bucket's manifest lists (-1: no manifest)."""
-    if S3:
-        return 1 << 62  # local deletion already proves the manifest is durable
-    m = glob.glob(os.path.join(BUCKET, '*', topic, '%d_*' % part, 'manifest'))
-    if not m:
-        return -1
-    end = -1
-    with open(m[0]) as f:
-        for line in f:
-            if line.startswith('seg '):
-                fields = dict(kv.split('=', 1) for kv in line.split()[1:])
-                end = max(end, int(fields['last']) + 1)
-    return end
+    start, segs = manifest_segs(topic, part)
+    return max([s[1] + 1 for s in segs], default=-1)
+
+
+def end_at_outage(st):
+    """The manifest end when the bucket went down: saved by the phase 'mark' just before a real
+    outage (nothing can read the bucket during it), read now under the fault hook."""
+    if BUCKET.outage_is_real:
+        return st.pop('mark_end')
+    return manifest_end(TOPIC, 0)
+
+
+def manifest_frozen(end0):
+    """(verdict, text): nothing new in the manifest since end0 while the bucket is down. In a
+    real outage the bucket must not even answer (else the outage is not one)."""
+    if BUCKET.outage_is_real:
+        err = BUCKET.probe()
+        return err is not None, 'the bucket does not answer (%s)' % (err or 'it does')
+    e = manifest_end(TOPIC, 0)
+    return e == end0, 'nothing new in the manifest (end %d)' % e
 
 
 # --- admin -------------------------------------------------------------------------------------
@@ -350,15 +533,16 @@ def phase_restarted():
 
 def phase_outage_produce():
     st = load_state()
-    end0 = manifest_end(TOPIC, 0)
+    end0 = end_at_outage(st)
     good, errs = produce_confluent(st, 1500, 'none')
     ok(good, 'bucket down: producers keep working (1500 records acknowledged) %s' % errs)
     hw = end_offset(TOPIC, 0)
     time.sleep(3)  # several retention rounds (log.retention.check.interval.ms=500)
     b = local_bases(TOPIC, 0)
-    ok(manifest_end(TOPIC, 0) == end0 and len(b) > 3 and b[0] <= end0,
-       'bucket down: nothing new in the manifest (end %d) and no local segment past it deleted '
-       '(local %d segments from %d, log end %d)' % (end0, len(b), b[0], hw))
+    frozen, how = manifest_frozen(end0)
+    ok(frozen and len(b) > 3 and b[0] <= end0,
+       'bucket down: %s and no local segment past the manifest end %d deleted (local %d segments '
+       'from %d, log end %d)' % (how, end0, len(b), b[0], hw))
     save_state(st)
 
 
@@ -381,12 +565,38 @@ def phase_earliest_down():
 
 def phase_before_kill():
     st = load_state()
-    end0 = manifest_end(TOPIC, 0)
+    end0 = end_at_outage(st)
     good, errs = produce_confluent(st, 1000, 'none')
     ok(good, 'bucket down again: 1000 more records acknowledged %s' % errs)
     time.sleep(1.5)
-    ok(manifest_end(TOPIC, 0) == end0 and len(local_bases(TOPIC, 0)) > 2,
-       'their segments are closed but not uploaded (%d local)' % len(local_bases(TOPIC, 0)))
+    b = local_bases(TOPIC, 0)
+    frozen, how = manifest_frozen(end0)
+    ok(frozen and len(b) > 2 and b[0] <= end0,
+       'their segments are closed but not uploaded: %s (%d local from %d, manifest end %d)'
+       % (how, len(b), b[0], end0))
+    save_state(st)
+
+
+def phase_killed_mid_upload():
+    """Right after a SIGKILL in the middle of a segment upload (t/tier_s3.sh holds its .log PUT
+    in the proxy): the segment's index objects are in the bucket, the manifest does not list it."""
+    end = manifest_end(TOPIC, 0)
+    names = set(k.rsplit('/', 1)[1] for k in topic_keys(TOPIC, 0))
+    half = ['%020d.%s' % (end, e) for e in ('index', 'timeindex')]
+    ok(end in local_bases(TOPIC, 0) and all(n in names for n in half),
+       'killed mid-upload: segment %d is local, not in the manifest, its %s already in the bucket'
+       % (end, [n for n in half if n in names]))
+
+
+def phase_mark():
+    """Just before a real outage (t/tier_s3.sh stops s3rver next): the manifest end, for the
+    checks made while nothing can read the bucket. The broker is idle: every closed segment is
+    in the manifest already (wait_cold), so nothing moves it before the outage."""
+    st = load_state()
+    good = wait_cold(TOPIC, 0)
+    st['mark_end'] = manifest_end(TOPIC, 0)
+    ok(good and st['mark_end'] > 0, 'before the outage: manifest end %d, local segments %s'
+       % (st['mark_end'], local_bases(TOPIC, 0)))
     save_state(st)
 
 
@@ -410,15 +620,15 @@ def phase_corrupt():
         ok(good, 'kcat produces 2000 records to partition %d %s' % (p, err))
     ok(wait_cold(CTOPIC, 0) and wait_cold(CTOPIC, 1), 'both partitions are cold (local %s / %s)'
        % (local_bases(CTOPIC, 0), local_bases(CTOPIC, 1)))
-    objs = glob.glob(os.path.join(BUCKET, '*', CTOPIC, '1_*', '%020d.log' % 0))
+    objs = topic_keys(CTOPIC, 1, '%020d.log' % 0)
     ok(len(objs) == 1, 'partition 1 segment 0 object found %s' % objs)
-    with open(objs[0], 'r+b') as f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(size // 2)
-        b = f.read(1)
-        f.seek(size // 2)
-        f.write(bytes([b[0] ^ 0x5a]))
-    diag('flipped byte %d of %s' % (size // 2, objs[0]))
+    data = bytearray(BUCKET.get(objs[0]))
+    size = len(data)
+    data[size // 2] ^= 0x5a
+    BUCKET.put(objs[0], bytes(data))
+    back = BUCKET.get(objs[0])
+    ok(back == bytes(data) and size > 1000, 'flipped byte %d of %s (%d bytes)'
+       % (size // 2, BUCKET.where(objs[0]), size))
     seen0, errs1 = [], []
     deadline = time.time() + 30
     while time.time() < deadline and (not seen0 or len(errs1) < 2):
@@ -441,7 +651,8 @@ def phase_corrupt():
 
 
 def phase_delete():
-    ok(glob.glob(os.path.join(BUCKET, '*', CTOPIC, '*')), 'the bucket holds %s objects' % CTOPIC)
+    n = len(topic_keys(CTOPIC))
+    ok(n > 0, 'the bucket holds %d %s objects' % (n, CTOPIC))
     f = admin().delete_topics([CTOPIC])
     try:
         f[CTOPIC].result(30)
@@ -452,9 +663,9 @@ def phase_delete():
     ok(deleted, 'delete topic %s' % CTOPIC)
 
     def empty():
-        return not [p for p in glob.glob(os.path.join(BUCKET, '*', CTOPIC, '**'), recursive=True)
-                    if os.path.isfile(p)]
-    ok(wait_until(empty, 30), 'its objects and manifests are deleted from the bucket')
+        return not topic_keys(CTOPIC)
+    ok(wait_until(empty, 30), 'its objects and manifests are deleted from the bucket (left: %s)'
+       % topic_keys(CTOPIC)[:3])
 
 
 def crc32c(data):
@@ -466,24 +677,10 @@ def crc32c(data):
     return crc ^ 0xffffffff
 
 
-def manifest_segs(topic, part):
-    """(manifest path, start_offset, [(base, last, key stem)]) from the file:// bucket."""
-    m = glob.glob(os.path.join(BUCKET, '*', topic, '%d_*' % part, 'manifest'))
-    segs, start = [], -1
-    with open(m[0]) as f:
-        for line in f:
-            if line.startswith('start_offset='):
-                start = int(line.split('=', 1)[1])
-            if line.startswith('seg '):
-                fields = dict(kv.split('=', 1) for kv in line.split()[1:])
-                segs.append((int(fields['base']), int(fields['last']), fields['key']))
-    return m[0], start, segs
-
-
 def phase_scrub_plant():
     """Objects no manifest refers to, planted for the scrub after the next start."""
     st = load_state()
-    mpath, start, segs = manifest_segs(TOPIC, 0)
+    start, segs = manifest_segs(TOPIC, 0)
     base, last, stem = next(s for s in segs if s[1] > s[0])
     rest = stem.split('/', 1)[1]
     ok('%08x' % crc32c(rest.encode()) == stem.split('/', 1)[0], 'key hash recomputed for %s' % stem)
@@ -495,33 +692,32 @@ def phase_scrub_plant():
     inside = [key(base + 1, e) for e in ('log', 'index', 'timeindex')]  # in range, not listed
     stray = '00000000/%s/junk-object' % pdir                             # not a name strata writes
     future = key(last + 10 ** 9, 'log')                                 # past the end: grace period
-    with open(os.path.join(BUCKET, stem + '.log'), 'rb') as f:
-        data = f.read()
+    data = BUCKET.get(stem + '.log')
     for k in inside + [stray, future]:
-        os.makedirs(os.path.dirname(os.path.join(BUCKET, k)), exist_ok=True)
-        with open(os.path.join(BUCKET, k), 'wb') as f:
-            f.write(data)
+        BUCKET.put(k, data)
+    planted = [k for k in inside + [stray, future] if BUCKET.exists(k)]
     st['scrub'] = {'gone': inside + [stray], 'kept': [future],
                    'referenced': [s[2] + '.' + e for s in segs for e in ('log', 'index', 'timeindex')]}
     save_state(st)
-    ok(True, 'planted %d orphan objects next to %d referenced ones' % (len(inside) + 2,
-                                                                        len(st['scrub']['referenced'])))
+    ok(len(planted) == len(inside) + 2 and data, 'planted %d orphan objects next to %d referenced '
+       'ones' % (len(planted), len(st['scrub']['referenced'])))
 
 
 def phase_scrub_check():
     st = load_state()
     sc = st['scrub']
 
-    def gone():
-        return not [k for k in sc['gone'] if os.path.exists(os.path.join(BUCKET, k))]
-    ok(wait_until(gone, 60), 'scrub at start deleted the unreferenced objects (left: %s)'
-       % [k for k in sc['gone'] if os.path.exists(os.path.join(BUCKET, k))])
-    mpath, start, segs = manifest_segs(TOPIC, 0)
+    def left():
+        have = set(BUCKET.keys())
+        return [k for k in sc['gone'] if k in have]
+    ok(wait_until(lambda: not left(), 60), 'scrub at start deleted the unreferenced objects (left: %s)'
+       % left())
+    start, segs = manifest_segs(TOPIC, 0)
     refs = set(s[2] + '.' + e for s in segs for e in ('log', 'index', 'timeindex'))
-    missing = [k for k in refs if not os.path.exists(os.path.join(BUCKET, k))]
+    missing = sorted(refs - set(BUCKET.keys()))
     ok(not missing and refs, 'every object the manifest lists is still there (%d, missing %s)'
        % (len(refs), missing))
-    ok(all(os.path.exists(os.path.join(BUCKET, k)) for k in sc['kept']),
+    ok(all(BUCKET.exists(k) for k in sc['kept']),
        'an unreferenced object past the manifest end stays (grace period: maybe an upload)')
     with open(os.path.join(sdir, 'stratad.log')) as f:
         logged = f.read()
@@ -531,12 +727,12 @@ def phase_scrub_check():
     ok(all(k in logged for k in sc['gone']) and 'scrub deleted' in logged,
        'each deletion is logged with its key')
     for k in sc['kept']:
-        if os.path.exists(os.path.join(BUCKET, k)):
-            os.unlink(os.path.join(BUCKET, k))
+        if BUCKET.exists(k):
+            BUCKET.delete(k)
 
 
 {'hot': phase_hot, 'cold': phase_cold, 'restarted': phase_restarted,
  'scrub-plant': phase_scrub_plant, 'earliest-down': phase_earliest_down, 'scrub-check': phase_scrub_check,
- 'outage-produce': phase_outage_produce, 'outage-restored': phase_outage_restored,
- 'before-kill': phase_before_kill, 'after-kill': phase_after_kill, 'corrupt': phase_corrupt,
+ 'mark': phase_mark, 'outage-produce': phase_outage_produce, 'outage-restored': phase_outage_restored,
+ 'before-kill': phase_before_kill, 'killed-mid-upload': phase_killed_mid_upload, 'after-kill': phase_after_kill, 'corrupt': phase_corrupt,
  'delete': phase_delete}[phase]()

@@ -153,6 +153,15 @@ int64_t objstore_get_range(struct objstore *os, const char *key, int64_t offset,
 	return os->be->get_range(os->impl, key, offset, len, buf);
 }
 
+int objstore_open_local(struct objstore *os, const char *key, int64_t *size_out)
+{
+	if (!objstore_key_valid(key) || !size_out)
+		return -EINVAL;
+	if (!os->be->open_local)
+		return -EOPNOTSUPP;
+	return os->be->open_local(os->impl, key, size_out);
+}
+
 int objstore_get(struct objstore *os, const char *key, size_t max_len, uint8_t **out, size_t *out_len)
 {
 	if (!out || !out_len)

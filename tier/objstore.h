@@ -59,6 +59,11 @@ int objstore_put(struct objstore *os, const char *key, const void *data, size_t 
  * -EINVAL when len > buf_len. */
 int64_t objstore_get_range(struct objstore *os, const char *key, int64_t offset, int64_t len,
 			   void *buf, size_t buf_len);
+/* Stores that keep objects as local files (file://): opens key read-only and returns the fd
+ * (the caller closes it), *size_out its size. A put never changes an object's file in place
+ * (it renames a new file over it), so the fd reads the object as it was when opened, for as
+ * long as it is open. -EOPNOTSUPP for other backends (s3://): use objstore_get_range. */
+int objstore_open_local(struct objstore *os, const char *key, int64_t *size_out);
 /* Reads a whole object into a malloc'd buffer (bounded by max_len: -EFBIG beyond). */
 int objstore_get(struct objstore *os, const char *key, size_t max_len, uint8_t **out, size_t *out_len);
 /* Size of key, or -ENOENT. */

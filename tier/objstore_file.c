@@ -322,6 +322,15 @@ static int64_t fs_get_range(void *impl, const char *key, int64_t offset, int64_t
 	return got;
 }
 
+static int fs_open_local(void *impl, const char *key, int64_t *size_out)
+{
+	struct stat st;
+	int fd = fs_open_object(impl, key, &st);
+	if (fd >= 0)
+		*size_out = (int64_t)st.st_size;
+	return fd;
+}
+
 static int fs_get(void *impl, const char *key, size_t max_len, uint8_t **out, size_t *out_len)
 {
 	struct stat st;
@@ -582,6 +591,7 @@ const struct objstore_backend objstore_file_backend = {
 	.put = fs_put,
 	.get_range = fs_get_range,
 	.get = fs_get,
+	.open_local = fs_open_local,
 	.head = fs_head,
 	.del = fs_del,
 	.list = fs_list,

@@ -17,6 +17,8 @@ struct objstore_backend {
 	/* len > 0 and len <= buf_len (the dispatcher resolved "len 0 = up to buf_len"). */
 	int64_t (*get_range)(void *impl, const char *key, int64_t offset, int64_t len, void *buf);
 	int (*get)(void *impl, const char *key, size_t max_len, uint8_t **out, size_t *out_len);
+	/* NULL: objects are not local files (objstore_open_local answers -EOPNOTSUPP). */
+	int (*open_local)(void *impl, const char *key, int64_t *size_out);
 	int64_t (*head)(void *impl, const char *key);
 	int (*del)(void *impl, const char *key);
 	int (*list)(void *impl, const char *prefix,

@@ -1,6 +1,8 @@
 /* rcache.c -- remote read cache (rcache.h): chunk boundaries from each remote segment's offset
  * index object, chunks downloaded by ranged GETs on download threads, verified, written to
  * files in the cache directory and served as file ranges; an LRU bounded by bytes and count.
+ * A store whose objects are local files (file://) is not copied: the chunk is read from the
+ * bucket's own file, verified, and that file is served (see "local chunks" below).
  * Locking: one mutex over the tables, queues and counters, never held across I/O. The reactor
  * takes it for lookups and reference counts only. Must not block the reactor on the network. */
 #include <dirent.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "strata/batch.h"
@@ -60,7 +63,14 @@ struct rcache_chunk {
 	int64_t fail_until_ms;
 	int refs;
 	int fd;
-	char path[20];                  /* file name in the cache directory */
+	char path[20];                  /* file name in the cache directory ("" for a local chunk) */
+	int64_t base;                   /* where the chunk starts in fd (0 in a cache file) */
+	bool local;                     /* fd is the bucket's own file (file://), not a copy */
+	bool detached;                  /* out of the tables; freed by the last slice release */
+	dev_t dev;                      /* local: the file as it was verified (see local_changed) */
+	ino_t ino;
+	off_t size;
+	struct timespec ctime;
 	int64_t len;
 	int64_t first_offset, next_offset;
 	bool last_chunk;
@@ -115,6 +125,7 @@ struct rcache {
 	int32_t n_metas;
 	struct ts_slot ts[RC_TS_SLOTS];
 	uint64_t file_seq;
+	bool no_local;                  /* the store has no local files: download and copy */
 	struct rcache_stats st;
 };
 
@@ -126,6 +137,7 @@ void rcache_config_defaults(struct rcache_config *cfg)
 	cfg->chunk_bytes = 4 << 20;
 	cfg->threads = 2;
 	cfg->prefetch_chunks = 4;
+	cfg->local_direct = true;
 }
 
 static uint32_t key_hash(const char *key, int32_t idx)
@@ -184,18 +196,18 @@ static void chunk_free(struct rcache *rc, struct rcache_chunk *c)
 {
 	if (c->fd >= 0) {
 		close(c->fd);
-		unlinkat(rc->dirfd, c->path, 0);
-	}
-	if (c->state == ST_READY) {
-		rc->st.cached_bytes -= c->len;
-		rc->st.cached_chunks--;
+		if (c->path[0])
+			unlinkat(rc->dirfd, c->path, 0);
 	}
 	free(c->sp);
 	free(c);
 }
 
-static void chunk_remove(struct rcache *rc, struct rcache_chunk *c)
+/* Takes c out of the table, the LRU and the counters (a new chunk may take its place). */
+static void chunk_detach(struct rcache *rc, struct rcache_chunk *c)
 {
+	if (c->detached)
+		return;
 	for (struct rcache_chunk **pp = &rc->chunks[c->hash]; *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
@@ -203,6 +215,16 @@ static void chunk_remove(struct rcache *rc, struct rcache_chunk *c)
 		}
 	if (c->lru_next)
 		lru_unlink(c);
+	if (c->state == ST_READY) {
+		rc->st.cached_bytes -= c->len;
+		rc->st.cached_chunks--;
+	}
+	c->detached = true;
+}
+
+static void chunk_remove(struct rcache *rc, struct rcache_chunk *c)
+{
+	chunk_detach(rc, c);
 	chunk_free(rc, c);
 }
 
@@ -499,12 +521,56 @@ struct dl_buf {
 	size_t cap;
 };
 
-/* GETs chunk [p0, p1) into b and verifies it; *out points into b. */
+/* Local chunks. A file:// store's objects are files on this machine: copying a chunk into the
+ * cache directory would only duplicate it (and on a page cache the copy into freshly allocated
+ * pages costs more than sending it). So the chunk is read from the object's own file, verified
+ * exactly as a download, and that file's range is served. The object store never changes an
+ * object's file in place (a put renames a new file over it; the fd keeps the old one), but
+ * the bucket is a directory anyone with access can write: the file's size and ctime are taken
+ * before it is read and checked before every read of the chunk; a file changed since it was
+ * verified is verified again (and refused when damaged) before it is served again. */
+struct local_file {
+	int fd;                         /* -1: the chunk was downloaded */
+	struct stat st;                 /* taken before the bytes were read */
+};
+
+static bool local_changed(const struct rcache_chunk *c)
+{
+	struct stat st;
+	if (fstat(c->fd, &st) < 0)
+		return true;
+	return st.st_size != c->size || st.st_ctim.tv_sec != c->ctime.tv_sec ||
+	       st.st_ctim.tv_nsec != c->ctime.tv_nsec;
+}
+
+static int64_t pread_full(int fd, uint8_t *buf, size_t len, int64_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, buf + got, len - got, off + (int64_t)got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (int64_t)got;
+}
+
+/* Reads chunk [p0, p1) of seg's .log object into b and verifies it; *out points into b. With lf
+ * (not NULL) from the object's local file when the store has them (lf->fd >= 0 on success: the
+ * caller owns it), else by a ranged GET. */
 static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64_t p0, int64_t p1,
-			  int64_t first_last, struct dl_buf *b, uint8_t **out, char *why, size_t why_len)
+			  int64_t first_last, struct dl_buf *b, uint8_t **out, struct local_file *lf,
+			  char *why, size_t why_len)
 {
 	char key[MANIFEST_KEY_MAX + 16];
 	*out = NULL;
+	if (lf)
+		lf->fd = -1;
 	if (manifest_key_object(key, sizeof key, seg->m.key, "log") < 0)
 		return -ENAMETOOLONG;
 	size_t len = (size_t)(p1 - p0);
@@ -516,21 +582,46 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 		b->cap = len ? len : 1;
 	}
 	uint8_t *buf = b->p;
-	int64_t got = objstore_get_range(rc->os, key, p0, (int64_t)len, buf, len);
+	int64_t got = -EOPNOTSUPP;
+	if (lf && rc->cfg.local_direct && !__atomic_load_n(&rc->no_local, __ATOMIC_RELAXED)) {
+		int64_t size;
+		int fd = objstore_open_local(rc->os, key, &size);
+		if (fd == -EOPNOTSUPP) {
+			__atomic_store_n(&rc->no_local, true, __ATOMIC_RELAXED);
+		} else if (fd < 0) {
+			got = fd;
+		} else if (fstat(fd, &lf->st) < 0) {
+			got = -errno;
+			close(fd);
+		} else {
+			lf->fd = fd;
+			got = pread_full(fd, buf, len, p0);
+		}
+	}
+	if (got == -EOPNOTSUPP)
+		got = objstore_get_range(rc->os, key, p0, (int64_t)len, buf, len);
+	int err = 0;
 	if (got < 0) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %s", key, p0, p1,
 			 strerror((int)-got));
-		return (int)got;
-	}
-	if ((size_t)got != len) {
+		err = (int)got;
+	} else if ((size_t)got != len) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %" PRId64 " bytes (object "
 			 "shorter than the manifest says)", key, p0, p1, got);
-		return -EBADMSG;
+		err = -EBADMSG;
+	} else {
+		char vwhy[256];
+		if (rcache_verify_chunk(&seg->m, p0, buf, len, first_last, vwhy, sizeof vwhy) < 0) {
+			snprintf(why, why_len, "%.300s [%" PRId64 ", %" PRId64 "): %.150s", key, p0, p1, vwhy);
+			err = -EBADMSG;
+		}
 	}
-	char vwhy[256];
-	if (rcache_verify_chunk(&seg->m, p0, buf, len, first_last, vwhy, sizeof vwhy) < 0) {
-		snprintf(why, why_len, "%.300s [%" PRId64 ", %" PRId64 "): %.150s", key, p0, p1, vwhy);
-		return -EBADMSG;
+	if (err < 0) {
+		if (lf && lf->fd >= 0) {
+			close(lf->fd);
+			lf->fd = -1;
+		}
+		return err;
 	}
 	*out = buf;
 	return 0;
@@ -551,31 +642,37 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Fills c (LOADING, owned by this job) from a verified buffer: file, sparse index. */
+/* Fills c (LOADING, owned by this job) from a verified buffer: the local file (lf->fd, taken
+ * over) or a file in the cache directory, and the sparse index. */
 static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *buf, size_t len,
-		      bool last_chunk)
+		      int64_t pos, bool last_chunk, struct local_file *lf)
 {
-	uint64_t seq;
-	pthread_mutex_lock(&rc->lock);
-	seq = ++rc->file_seq;
-	pthread_mutex_unlock(&rc->lock);
-	char path[sizeof c->path];
-	snprintf(path, sizeof path, "c%016" PRIx64, seq);
-	int fd = openat(rc->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int err = fd < 0 ? -errno : 0;
-	if (fd >= 0 && (err = write_all(fd, buf, len)) < 0) {
-		close(fd);
-		unlinkat(rc->dirfd, path, 0);
-		fd = -1;
+	char path[sizeof c->path] = "";
+	int fd = lf->fd, err = 0;
+	if (fd < 0) {
+		uint64_t seq;
+		pthread_mutex_lock(&rc->lock);
+		seq = ++rc->file_seq;
+		pthread_mutex_unlock(&rc->lock);
+		snprintf(path, sizeof path, "c%016" PRIx64, seq);
+		fd = openat(rc->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		err = fd < 0 ? -errno : 0;
+		if (fd >= 0 && (err = write_all(fd, buf, len)) < 0) {
+			close(fd);
+			unlinkat(rc->dirfd, path, 0);
+			fd = -1;
+		}
+		if (fd < 0)
+			return err;
 	}
-	if (fd < 0)
-		return err;
 	/* Sparse batch index: enough to find a batch with a few header reads. */
 	size_t cap = len / RC_SPARSE_BYTES + 2, n = 0;
 	struct sparse *sp = malloc(cap * sizeof *sp);
 	if (!sp) {
 		close(fd);
-		unlinkat(rc->dirfd, path, 0);
+		if (path[0])
+			unlinkat(rc->dirfd, path, 0);
+		lf->fd = -1;
 		return -ENOMEM;
 	}
 	int64_t p = 0, last_entry = -RC_SPARSE_BYTES, next = -1, first = -1;
@@ -593,6 +690,13 @@ static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *
 	}
 	memcpy(c->path, path, sizeof c->path);
 	c->fd = fd;
+	if (lf->fd >= 0) {
+		c->local = true;
+		c->base = pos;
+		c->size = lf->st.st_size;
+		c->ctime = lf->st.st_ctim;
+		lf->fd = -1; /* c's now */
+	}
 	c->len = (int64_t)len;
 	c->sp = sp;
 	c->n_sp = (int32_t)n;
@@ -680,16 +784,19 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 	}
 	/* 2. The chunk. */
 	uint8_t *buf = NULL;
-	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, why, sizeof why);
+	struct local_file lf;
+	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, &lf, why, sizeof why);
 	pthread_mutex_lock(&rc->lock);
 	struct rcache_chunk *c = chunk_find(rc, j->seg.m.key, k);
 	pthread_mutex_unlock(&rc->lock);
 	if (err == 0 && c && c->state == ST_LOADING) {
-		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), k + 1 == n_chunks);
+		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf);
 		if (err < 0)
 			snprintf(why, sizeof why, "cannot write the cache file in %.300s: %s", rc->dir,
 				 strerror(-err));
 	}
+	if (lf.fd >= 0) /* not taken by the chunk */
+		close(lf.fd);
 	pthread_mutex_lock(&rc->lock);
 	c = chunk_find(rc, j->seg.m.key, k);
 	if (c && c->state == ST_LOADING) {
@@ -708,6 +815,8 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 			rc->st.cached_chunks++;
 			rc->st.downloads++;
 			rc->st.download_bytes += c->len;
+			if (c->local)
+				rc->st.local_bytes += c->len;
 		}
 		lru_front(rc, c);
 		evict_locked(rc);
@@ -785,7 +894,7 @@ static void run_ts_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 		for (int32_t k = lo; k < n && off < 0 && err == 0; k++) {
 			uint8_t *buf;
 			err = chunk_download(rc, &j->seg, pos[k], pos[k + 1], k > 0 ? fl[k] : -1, dl, &buf,
-					     why, sizeof why);
+					     NULL, why, sizeof why);
 			if (err < 0)
 				break;
 			size_t p = 0, len = (size_t)(pos[k + 1] - pos[k]);
@@ -827,6 +936,15 @@ static void run_ts_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 			   " failed: %s", j->seg.topic, j->seg.partition, j->seg.m.base_offset, why);
 }
 
+/* CPU time of the calling thread: what downloads and verification cost, for the stats. */
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void *worker(void *arg)
 {
 	struct rcache *rc = arg;
@@ -841,6 +959,7 @@ static void *worker(void *arg)
 		if (!j)
 			j = ring_pop(&rc->prefetch);
 		pthread_mutex_unlock(&rc->lock);
+		int64_t cpu0 = thread_cpu_ns();
 		if (j->kind == JOB_CHUNK)
 			run_chunk_job(rc, j, &dl);
 		else
@@ -848,7 +967,9 @@ static void *worker(void *arg)
 		if (rc->done)
 			rc->done(rc->done_ctx, j->seg.topic, j->seg.partition);
 		free(j);
+		int64_t cpu = thread_cpu_ns() - cpu0;
 		pthread_mutex_lock(&rc->lock);
+		rc->st.job_cpu_ns += cpu;
 	}
 	pthread_mutex_unlock(&rc->lock);
 	free(dl.p);
@@ -947,6 +1068,14 @@ void rcache_close(struct rcache *rc)
 {
 	if (!rc)
 		return;
+	if (rc->st.hits || rc->st.misses)
+		slog_info("tier", "read cache: %" PRId64 " reads served, %" PRId64 " waited for a download; "
+			  "%" PRId64 " chunks verified (%" PRId64 " bytes, %" PRId64 " of them in place in "
+			  "the bucket's files), %" PRId64 " prefetched, %" PRId64 " evicted, %" PRId64
+			  " failed (%" PRId64 " damaged); download threads' CPU %" PRId64 " ms",
+			  rc->st.hits, rc->st.misses, rc->st.downloads, rc->st.download_bytes,
+			  rc->st.local_bytes, rc->st.prefetches, rc->st.evictions, rc->st.download_errors,
+			  rc->st.corrupt, rc->st.job_cpu_ns / 1000000);
 	pthread_mutex_lock(&rc->lock);
 	rc->stop = true;
 	pthread_cond_broadcast(&rc->cond);
@@ -979,7 +1108,7 @@ static int hdr_at(const struct rcache_chunk *c, int64_t pos, int64_t *base, int6
 		  int64_t *size)
 {
 	uint8_t h[BATCH_OFF_LAST_OFFSET_DELTA + 4];
-	ssize_t n = pread(c->fd, h, sizeof h, pos);
+	ssize_t n = pread(c->fd, h, sizeof h, c->base + pos);
 	if (n != (ssize_t)sizeof h)
 		return n < 0 ? -errno : -EIO;
 	*base = (int64_t)st_be64(h);
@@ -1039,7 +1168,7 @@ static int chunk_slice(const struct rcache_chunk *c, int64_t offset, int64_t max
 	if (hdr_at(c, start, &first, &last, &size) < 0)
 		return KERR_KAFKA_STORAGE_ERROR;
 	out->fd = c->fd;
-	out->file_pos = start;
+	out->file_pos = c->base + start;
 	out->len = end - start;
 	out->first_offset = first;
 	out->next_offset = end > start ? next : first;
@@ -1153,10 +1282,28 @@ int rcache_read(struct rcache *rc, const struct rcache_seg *seg, const struct rc
 	pthread_mutex_unlock(&rc->lock);
 	if (status != KERR_NONE)
 		return status;
+	if (c->local && local_changed(c)) {
+		slog_warn("tier", "topic=%s partition=%d: the bucket's file of segment %" PRId64 " changed "
+			  "since chunk %d was verified: verifying it again", seg->topic, seg->partition,
+			  seg->m.base_offset, k);
+		pthread_mutex_lock(&rc->lock);
+		c->refs--;
+		chunk_detach(rc, c);
+		if (c->refs == 0)
+			chunk_free(rc, c);
+		rc->st.hits--;
+		rc->st.misses++;
+		rc->st.local_changed++;
+		chunk_want(rc, seg, k, false, &status);
+		pthread_mutex_unlock(&rc->lock);
+		return status == KERR_NONE ? RCACHE_PENDING : status;
+	}
 	int r = chunk_slice(c, offset, max_bytes, min_one, out);
 	if (r != KERR_NONE || out->len == 0) {
 		pthread_mutex_lock(&rc->lock);
 		c->refs--;
+		if (c->detached && c->refs == 0)
+			chunk_free(rc, c);
 		pthread_mutex_unlock(&rc->lock);
 		out->fd = -1;
 		return r;
@@ -1173,7 +1320,8 @@ void rcache_slice_release(struct rcache_slice *s)
 	struct rcache *rc = s->rc_;
 	pthread_mutex_lock(&rc->lock);
 	ST_ASSERT(s->chunk_->refs > 0);
-	s->chunk_->refs--;
+	if (--s->chunk_->refs == 0 && s->chunk_->detached)
+		chunk_free(rc, s->chunk_);
 	pthread_mutex_unlock(&rc->lock);
 	s->chunk_ = NULL;
 }

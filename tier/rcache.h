@@ -6,6 +6,8 @@
  * offsets contiguous and inside the segment, the index entry at its start, and the whole
  * object's CRC-32C from the manifest when the chunk is the whole object. What fails is never
  * served: reads of it get KAFKA_STORAGE_ERROR until it is retried (after RCACHE_FAIL_HOLD_MS).
+ * A store with local files (file://) is not copied: a chunk is verified in the bucket's own
+ * file and served from it (a file changed after that is verified again before it is served).
  * Owns its directory (emptied at open). Knows nothing of partitions' local logs. */
 #ifndef STRATA_TIER_RCACHE_H
 #define STRATA_TIER_RCACHE_H
@@ -31,6 +33,8 @@ struct rcache_config {
 	int64_t chunk_bytes;
 	int threads;                    /* download threads */
 	int prefetch_chunks;            /* chunks after the one read, fetched ahead */
+	bool local_direct;              /* file:// stores: verify and serve the bucket's own files
+	                                   (no copy in dir; default true) */
 };
 void rcache_config_defaults(struct rcache_config *cfg);
 
@@ -84,6 +88,9 @@ struct rcache_stats {
 	int64_t hits, misses;           /* reads answered from the cache / that had to wait */
 	int64_t downloads, download_bytes, download_errors, corrupt;
 	int64_t prefetches, evictions;
+	int64_t local_bytes;            /* of download_bytes: verified in place in a local bucket */
+	int64_t local_changed;          /* local chunks whose file changed after verification */
+	int64_t job_cpu_ns;             /* CPU time of the download threads' jobs */
 	int64_t cached_bytes;
 	int32_t cached_chunks;
 };

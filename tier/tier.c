@@ -24,6 +24,7 @@
 #include "strata/config.h"
 #include "strata/crc32c.h"
 #include "strata/kerr.h"
+#include "strata/metrics.h"
 #include "strata/slog.h"
 #include "manifest.h"
 #include "objstore.h"
@@ -49,6 +50,15 @@
 #define TIER_SCRUB_RETRY_MS (60 * 1000)
 #define TIER_SCRUB_MAX_KEYS 1000000       /* keys of one partition looked at per scrub */
 #define TIER_SCRUB_SUSPECTS_MAX 4096
+
+/* Metrics tier_tick publishes (totals over all partitions; names and help in tier_metric_defs). */
+enum tier_metric {
+	TM_BACKLOG_SEGMENTS, TM_BACKLOG_BYTES, TM_BACKLOG_PARTITIONS, TM_REMOTE_SEGMENTS,
+	TM_UPLOADED_SEGMENTS, TM_UPLOADED_BYTES, TM_UPLOAD_ERRORS, TM_MANIFESTS_WRITTEN,
+	TM_SEGMENTS_EXPIRED, TM_OBJECTS_DELETED, TM_COLD_READS, TM_COLD_READ_BYTES, TM_CACHE_HITS,
+	TM_CACHE_MISSES, TM_DOWNLOADS, TM_DOWNLOADED_BYTES, TM_DOWNLOAD_ERRORS, TM_CORRUPT_OBJECTS,
+	TM__COUNT
+};
 
 enum work_kind {
 	W_NONE, W_LOAD, W_UPLOAD, W_PUBLISH, W_DELETE_OBJS, W_DELETE_ALL, W_TOPIC, W_SCRUB,
@@ -133,6 +143,11 @@ struct tier {
 	char last_err[512];
 	int64_t last_backlog_log_ms;
 	bool backlog_reported;
+	/* metrics (reactor only): series, and the totals already added to the counters */
+	bool metrics_registered;
+	struct metrics_series *metrics[TM__COUNT];
+	struct tier_stats published;
+	struct rcache_stats published_rc;
 
 	/* reactor side */
 	struct uring *ur;
@@ -1275,6 +1290,7 @@ static void finish_work(struct tier *t, struct work *w)
 				  "segment(s), offsets [%" PRId64 ", %" PRId64 ")", tp->topic, tp->partition,
 				  tp->m.version, tp->m.n_segs, tp->m.start_offset, tp->durable_end);
 		post_wake_locked(t, tp->topic, tp->partition);
+		kick_efd(t); /* fetches parked on the load (else they wait for their 1 s timer) */
 		break;
 	case W_UPLOAD:
 		if (w->up == UP_FAIL) {
@@ -1486,6 +1502,8 @@ int tier_open(const struct cfg *bc, const char *log_dir, struct uring *ur, tier_
 	rcfg.max_bytes = cfg_int(bc, BC_TIER_CACHE_BYTES);
 	rcfg.chunk_bytes = cfg_int(bc, BC_TIER_CHUNK_BYTES);
 	rcfg.threads = (int)cfg_int(bc, BC_TIER_DOWNLOAD_THREADS);
+	rcfg.prefetch_chunks = (int)cfg_int(bc, BC_TIER_PREFETCH_CHUNKS);
+	rcfg.local_direct = cfg_bool(bc, BC_TIER_CACHE_LOCAL_DIRECT);
 	if ((rc = rcache_open(&rcfg, t->os, rcache_done, t, &t->rc)) < 0) {
 		snprintf(why, why_len, "strata.tier.cache.dir=%.300s: %.120s", cdir, strerror(-rc));
 		goto fail;
@@ -1910,14 +1928,199 @@ void tier_topic_deleted(struct tier *t, const char *topic, const uint8_t topic_i
 		topic_job_add(t, topic, topic_id, 0, NULL, true);
 }
 
+/* --- restore: a topic recreated from the bucket (caller's worker thread) --------------------- */
+
+void tier_topic_info_free(struct tier_topic_info *ti)
+{
+	free(ti->config);
+	free(ti->remote_start);
+	free(ti->remote_end);
+	memset(ti, 0, sizeof *ti);
+}
+
+int tier_read_topic(struct tier *t, const char *topic, struct tier_topic_info *out, char *why,
+		    size_t why_len)
+{
+	memset(out, 0, sizeof *out);
+	char key[MANIFEST_KEY_MAX], dwhy[256];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = manifest_key_topic(key, sizeof key, topic);
+	if (rc < 0) {
+		snprintf(why, why_len, "topic name too long for a bucket key");
+		return rc;
+	}
+	if ((rc = fault(t)) == 0)
+		rc = objstore_get(t->os, key, MANIFEST_MAX_BYTES, &buf, &len);
+	if (rc == -ENOENT) {
+		snprintf(why, why_len, "bucket %.300s has no topic manifest %.300s", t->url, key);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(why, why_len, "GET %.300s from %.300s: %.120s", key, t->url, strerror(-rc));
+		return rc;
+	}
+	struct topic_manifest tm;
+	rc = topic_manifest_decode((char *)buf, len, &tm, dwhy, sizeof dwhy);
+	free(buf);
+	if (rc < 0) {
+		snprintf(why, why_len, "topic manifest %.300s is damaged: %.200s", key, dwhy);
+		return -EBADMSG;
+	}
+	if (strcmp(tm.topic, topic) != 0 || tm.partitions < 1) {
+		snprintf(why, why_len, "topic manifest %.300s is for topic '%.250s' with %d partitions",
+			 key, tm.topic, tm.partitions);
+		topic_manifest_free(&tm);
+		return -EBADMSG;
+	}
+	memcpy(out->topic_id, tm.topic_id, 16);
+	out->partitions = tm.partitions;
+	out->config = tm.config;
+	tm.config = NULL;
+	topic_manifest_free(&tm);
+	out->remote_start = calloc((size_t)out->partitions, sizeof *out->remote_start);
+	out->remote_end = calloc((size_t)out->partitions, sizeof *out->remote_end);
+	if (!out->remote_start || !out->remote_end) {
+		tier_topic_info_free(out);
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	for (int32_t p = 0; p < out->partitions; p++) {
+		out->remote_start[p] = -1;
+		if ((rc = manifest_key_partition(key, sizeof key, topic, out->topic_id, p)) < 0)
+			break;
+		buf = NULL;
+		if ((rc = fault(t)) == 0)
+			rc = objstore_get(t->os, key, MANIFEST_MAX_BYTES, &buf, &len);
+		if (rc == -ENOENT) { /* nothing of that partition was ever published */
+			rc = 0;
+			continue;
+		}
+		if (rc < 0) {
+			snprintf(why, why_len, "GET %.300s from %.300s: %.120s", key, t->url, strerror(-rc));
+			break;
+		}
+		struct manifest m;
+		rc = manifest_decode((char *)buf, len, &m, dwhy, sizeof dwhy);
+		free(buf);
+		if (rc < 0) {
+			snprintf(why, why_len, "manifest %.300s is damaged: %.200s", key, dwhy);
+			rc = -EBADMSG;
+			break;
+		}
+		if (memcmp(m.topic_id, out->topic_id, 16) != 0 || m.partition != p ||
+		    strcmp(m.topic, topic) != 0) {
+			snprintf(why, why_len, "manifest %.300s belongs to another topic", key);
+			manifest_free(&m);
+			rc = -EBADMSG;
+			break;
+		}
+		out->remote_start[p] = m.n_segs ? m.start_offset : -1;
+		out->remote_end[p] = manifest_end_offset(&m);
+		manifest_free(&m);
+	}
+	if (rc < 0)
+		tier_topic_info_free(out);
+	return rc;
+}
+
+int tier_save_remote_range(const char *dir, int64_t start, int64_t end)
+{
+	return save_remote_start(dir, start, end);
+}
+
 /* --- backlog and stats ----------------------------------------------------------------------- */
+
+static const struct {
+	const char *name, *help;
+	bool gauge;
+} tier_metric_defs[TM__COUNT] = {
+	[TM_BACKLOG_SEGMENTS] = { "strata_tier_upload_backlog_segments",
+				  "Closed local segments waiting to be uploaded to the bucket.", true },
+	[TM_BACKLOG_BYTES] = { "strata_tier_upload_backlog_bytes",
+			       "Bytes of the closed local segments waiting to be uploaded.", true },
+	[TM_BACKLOG_PARTITIONS] = { "strata_tier_upload_backlog_partitions",
+				    "Partitions with segments waiting to be uploaded.", true },
+	[TM_REMOTE_SEGMENTS] = { "strata_tier_remote_segments",
+				 "Uploaded segments the partitions' manifests list.", true },
+	[TM_UPLOADED_SEGMENTS] = { "strata_tier_uploaded_segments_total",
+				   "Segments uploaded to the bucket.", false },
+	[TM_UPLOADED_BYTES] = { "strata_tier_uploaded_bytes_total",
+				"Bytes of segments uploaded to the bucket.", false },
+	[TM_UPLOAD_ERRORS] = { "strata_tier_upload_errors_total",
+			       "Failed bucket operations of the upload threads (segments, manifests, "
+			       "deletes); each is retried after a backoff.", false },
+	[TM_MANIFESTS_WRITTEN] = { "strata_tier_manifests_written_total",
+				   "Partition manifests published to the bucket.", false },
+	[TM_SEGMENTS_EXPIRED] = { "strata_tier_segments_expired_total",
+				  "Remote segments removed by total retention or DeleteRecords.", false },
+	[TM_OBJECTS_DELETED] = { "strata_tier_objects_deleted_total",
+				 "Objects deleted from the bucket.", false },
+	[TM_COLD_READS] = { "strata_tier_cold_reads_total",
+			    "Reads served from remote segments (below the local log start).", false },
+	[TM_COLD_READ_BYTES] = { "strata_tier_cold_read_bytes_total",
+				 "Bytes served from remote segments.", false },
+	[TM_CACHE_HITS] = { "strata_tier_cache_hits_total",
+			    "Cold reads answered from the read cache.", false },
+	[TM_CACHE_MISSES] = { "strata_tier_cache_misses_total",
+			      "Cold reads that had to wait for a download.", false },
+	[TM_DOWNLOADS] = { "strata_tier_downloads_total", "Chunks downloaded from the bucket.", false },
+	[TM_DOWNLOADED_BYTES] = { "strata_tier_downloaded_bytes_total",
+				  "Bytes downloaded from the bucket.", false },
+	[TM_DOWNLOAD_ERRORS] = { "strata_tier_download_errors_total",
+				 "Failed chunk downloads.", false },
+	[TM_CORRUPT_OBJECTS] = { "strata_tier_corrupt_objects_total",
+				 "Downloaded objects that failed verification (not served).", false },
+};
+
+/* Reactor (tier_tick): gauges set, counters advanced by what the stats grew since last time. */
+static void publish_metrics(struct tier *t, const struct tier_stats *st, int64_t parts,
+			    int64_t remote_segs)
+{
+	struct metrics_series **m = t->metrics;
+	if (!t->metrics_registered) {
+		for (int i = 0; i < TM__COUNT; i++)
+			m[i] = tier_metric_defs[i].gauge
+				? metrics_gauge(metrics_global(), tier_metric_defs[i].name,
+						tier_metric_defs[i].help, NULL, 0)
+				: metrics_counter(metrics_global(), tier_metric_defs[i].name,
+						  tier_metric_defs[i].help, NULL, 0);
+		t->metrics_registered = true;
+	}
+	struct rcache_stats rs;
+	rcache_get_stats(t->rc, &rs);
+	const struct tier_stats *p = &t->published;
+	const struct rcache_stats *prc = &t->published_rc;
+	metrics_set(m[TM_BACKLOG_SEGMENTS], st->backlog_segments);
+	metrics_set(m[TM_BACKLOG_BYTES], st->backlog_bytes);
+	metrics_set(m[TM_BACKLOG_PARTITIONS], parts);
+	metrics_set(m[TM_REMOTE_SEGMENTS], remote_segs);
+	metrics_add(m[TM_UPLOADED_SEGMENTS], st->segments_uploaded - p->segments_uploaded);
+	metrics_add(m[TM_UPLOADED_BYTES], st->bytes_uploaded - p->bytes_uploaded);
+	metrics_add(m[TM_UPLOAD_ERRORS], st->upload_errors - p->upload_errors);
+	metrics_add(m[TM_MANIFESTS_WRITTEN], st->manifests_written - p->manifests_written);
+	metrics_add(m[TM_SEGMENTS_EXPIRED], st->segments_expired - p->segments_expired);
+	metrics_add(m[TM_OBJECTS_DELETED], st->objects_deleted - p->objects_deleted);
+	metrics_add(m[TM_COLD_READS], st->cold_reads - p->cold_reads);
+	metrics_add(m[TM_COLD_READ_BYTES], st->cold_bytes - p->cold_bytes);
+	metrics_add(m[TM_CACHE_HITS], rs.hits - prc->hits);
+	metrics_add(m[TM_CACHE_MISSES], rs.misses - prc->misses);
+	metrics_add(m[TM_DOWNLOADS], rs.downloads - prc->downloads);
+	metrics_add(m[TM_DOWNLOADED_BYTES], rs.download_bytes - prc->download_bytes);
+	metrics_add(m[TM_DOWNLOAD_ERRORS], rs.download_errors - prc->download_errors);
+	metrics_add(m[TM_CORRUPT_OBJECTS], rs.corrupt - prc->corrupt);
+	t->published = *st;
+	t->published_rc = rs;
+}
 
 void tier_tick(struct tier *t, int64_t now_ms)
 {
-	int64_t segs = 0, bytes = 0;
+	int64_t segs = 0, bytes = 0, remote_segs = 0;
 	int parts = 0;
 	pthread_mutex_lock(&t->lock);
 	for (struct tier_part *tp = t->parts; tp; tp = tp->next) {
+		if (!tp->closing)
+			remote_segs += tp->m.n_segs;
 		if (tp->closing || !tp->pc.enabled || !tp->n_pend)
 			continue;
 		parts++;
@@ -1927,6 +2130,7 @@ void tier_tick(struct tier *t, int64_t now_ms)
 	}
 	t->st.backlog_segments = segs;
 	t->st.backlog_bytes = bytes;
+	struct tier_stats st = t->st;
 	char err[sizeof t->last_err];
 	snprintf(err, sizeof err, "%s", t->last_err);
 	bool report = false, cleared = false;
@@ -1940,6 +2144,7 @@ void tier_tick(struct tier *t, int64_t now_ms)
 		t->last_err[0] = 0;
 	}
 	pthread_mutex_unlock(&t->lock);
+	publish_metrics(t, &st, parts, remote_segs);
 	if (report)
 		slog_warn("tier", "upload backlog: %" PRId64 " segment(s), %" PRId64 " bytes in %d "
 			  "partition(s)%s%s", segs, bytes, parts, err[0] ? "; last error: " : "", err);

@@ -57,7 +57,9 @@ void tier_part_config_from(const struct cfg *topic, const struct cfg *broker,
 
 /* Registers a partition whose log was just opened in dir (blocking: lists dir). Closed segments
  * found there (every segment but the newest) are queued for upload unless the bucket's manifest
- * (loaded by an upload thread) already has them: startup reconciliation. */
+ * (loaded by an upload thread) already has them: startup reconciliation. Thread-safe, as is
+ * tier_part_close: the broker's topic worker opens (and on failure closes) the tier parts of
+ * partitions it creates before the reactor sees them. */
 int tier_part_open(struct tier *t, const char *topic, const uint8_t topic_id[16], int32_t partition,
 		   const char *dir, const struct tier_part_config *pc, struct tier_part **out);
 /* The partition goes away (broker close, or topic deleted: delete_remote removes its objects and
@@ -111,6 +113,26 @@ int64_t tier_max_timestamp(struct tier_part *tp, int64_t below_offset);
 void tier_topic_update(struct tier *t, const char *topic, const uint8_t topic_id[16],
 		       int32_t partitions, const char *config_text);
 void tier_topic_deleted(struct tier *t, const char *topic, const uint8_t topic_id[16]);
+
+/* Restore (CreateTopics with remote recovery, man/strata-bucket.5 RESTORE): what the bucket
+ * holds of a topic, read from its topic manifest and each partition's manifest. BLOCKING
+ * (bucket GETs): call it on a worker thread, never on the reactor. Returns 0; -ENOENT when the
+ * bucket has no topic manifest of that name; -EBADMSG when a manifest is damaged or belongs to
+ * another topic; another -errno when the bucket fails. why names the bucket key. */
+struct tier_topic_info {
+	uint8_t topic_id[16];
+	int32_t partitions;
+	char *config;                   /* the topic's own settings, "key=value\n" lines (malloc'd) */
+	int64_t *remote_start;          /* per partition: remote log start, -1 when no remote segment */
+	int64_t *remote_end;            /* per partition: offset after the last remote record (the
+	                                   restored local log starts there; 0 with no manifest) */
+};
+int tier_read_topic(struct tier *t, const char *topic, struct tier_topic_info *out, char *why,
+		    size_t why_len);
+void tier_topic_info_free(struct tier_topic_info *ti);
+/* Records a restored partition's remote range in its directory, as a published manifest does,
+ * so that the partition reports the remote start before its manifest is loaded. Blocking. */
+int tier_save_remote_range(const char *dir, int64_t start, int64_t end);
 
 /* Reactor, about once a second: logs the upload backlog while there is one. */
 void tier_tick(struct tier *t, int64_t now_ms);

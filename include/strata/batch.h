@@ -1,9 +1,9 @@
 /* batch.h -- Kafka RecordBatch v2: header parsing, validation of a producer's batches (what
  * Kafka's UnifiedLog.analyzeAndValidateRecords + LogValidator check), in-place rewrites the
  * broker makes (base offset, leader epoch, LogAppendTime, max timestamp; CRC-32C kept valid),
- * and iteration over the records of an uncompressed (or already inflated) records section.
- * Pure functions over caller buffers: no I/O, no allocation except inflating a compressed
- * batch during validation.
+ * iteration over the records of an uncompressed (or already inflated) records section, and
+ * recompression into the topic's compression.type. Pure functions over caller buffers: no I/O,
+ * no allocation except inflating a compressed batch and the recompressed copy.
  *
  * Layout (all big-endian), offsets from the batch start:
  *   0 baseOffset int64 | 8 batchLength int32 (bytes after this field) | 12 partitionLeaderEpoch
@@ -156,5 +156,27 @@ struct batch_info {
  * malformed records), INVALID_TIMESTAMP. Does not modify the batch. */
 int batch_validate(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
 		   struct batch_info *out);
+
+/* --- recompression (topic compression.type other than producer) ---------------------------- */
+
+/* Kafka's LogValidator with a target codec that differs from the batch's: validates the batch at
+ * p exactly as batch_validate does (o->inflate_compressed is ignored: the records are always
+ * inflated), then writes a new batch of the same records in target_codec (enum compress_codec;
+ * COMPRESS_NONE = compression.type=uncompressed) into *out (malloc'd; free() it), *out_len its
+ * size. The records section keeps every record byte for byte (attributes, timestamp and offset
+ * deltas, keys, values incl. null, headers); the header keeps base offset 0, leader epoch,
+ * lastOffsetDelta, base timestamp, producer id/epoch, base sequence, record count and the
+ * transactional bit; maxTimestamp becomes the records' largest (the log then applies
+ * LogAppendTime), a producer-set LogAppendTime bit is cleared (as the log's in-place path
+ * clears it), the CRC is recomputed. gzip is one member, snappy is xerial-framed
+ * (snappy-java's stream format, as Kafka's broker writes it), lz4 one frame, zstd one frame.
+ * level: 0 = the codec's default, else as compress_deflate takes it.
+ * When the batch already uses target_codec: KERR_NONE with *out = NULL and nothing checked
+ * (the caller appends the original; the log validates it).
+ * Returns KERR_NONE or the error batch_validate would give, MESSAGE_TOO_LARGE when the new
+ * batch exceeds o->max_message_bytes (Kafka checks the size again after recompression), or
+ * UNKNOWN_SERVER_ERROR (out of memory, or a level the codec refuses). Never touches p. */
+int batch_recompress(const uint8_t *p, size_t avail, const struct batch_validate_opts *o,
+		     int target_codec, int level, uint8_t **out, size_t *out_len);
 
 #endif

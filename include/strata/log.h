@@ -2,7 +2,9 @@
  * commit through io_uring, reads by offset and timestamp, roll, retention, crash recovery.
  * The log knows nothing of topics' names, the network or tiering: the broker hands it a
  * directory and a config, tiering listens to its hooks. All calls are made on the thread that
- * owns the struct uring given to log_open (the partition's reactor). */
+ * owns the struct uring given to log_open (the partition's reactor), except log_open/log_open_at
+ * and log_forget of a log never appended to, which touch no ring (a worker thread opens
+ * partitions of new topics and hands them over). */
 #ifndef STRATA_LOG_H
 #define STRATA_LOG_H
 
@@ -60,15 +62,30 @@ struct log_hooks {
 /* Opens (creating if missing) the partition directory dir and recovers it: a clean shutdown's
  * checkpoint means nothing is scanned; otherwise batches after the recovery point are
  * CRC-checked, a torn or corrupt tail is truncated (logged with its byte position), damaged
- * or missing indexes are rebuilt. Blocking (startup only, before the reactor serves).
+ * or missing indexes are rebuilt. Blocking: at startup, or on a worker thread while the
+ * reactor serves (topic creation; see log_open_at).
  * Returns 0 or -errno. */
 int log_open(struct uring *ur, const char *dir, const struct log_config *cfg,
 	     const struct log_hooks *hooks, struct log **out);
+/* As log_open, but a directory with neither segments nor a checkpoint starts empty at
+ * initial_offset (log start = end = initial_offset; the first append gets that offset), e.g. a
+ * partition restored from a tiered-storage bucket whose remote segments end there. A directory
+ * that has segments or a checkpoint opens as with log_open (initial_offset is ignored).
+ * Touches no ring (only stores ur): any thread may open a log and hand it to the ring's owner.
+ * Returns 0 or -errno (-EINVAL: negative initial_offset). */
+int log_open_at(struct uring *ur, const char *dir, int64_t initial_offset,
+		const struct log_config *cfg, const struct log_hooks *hooks, struct log **out);
 /* Clean shutdown: the caller has drained the ring (no append in flight). Flushes and fsyncs
  * data and indexes, writes the recovery checkpoint, frees l. Blocking. Returns 0 or -errno. */
 int log_close(struct log *l);
 /* Removes the partition's directory and frees l (DeleteTopics). No append may be in flight. */
 int log_destroy(struct log *l);
+/* Frees l without writing or removing anything: no flush, no checkpoint. For a caller that
+ * removes the directory itself (DeleteTopics on a worker thread) or gives up on a log it just
+ * opened. Operations still in flight are settled first (running the ring, as log_close does);
+ * when none was ever queued the ring is not touched, so the thread that opened the log may
+ * forget it before handing it over. Returns 0. */
+int log_forget(struct log *l);
 /* Applies new settings live (AlterConfigs). */
 void log_set_config(struct log *l, const struct log_config *cfg);
 const char *log_dir(const struct log *l);

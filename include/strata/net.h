@@ -52,6 +52,9 @@ struct net_config {
 	                                   send a file range (default 32; 0: always copy) */
 	uint32_t buf_ring_entries;      /* provided recv buffers, power of 2 (default 256) */
 	uint32_t buf_ring_buf_bytes;    /* size of each (default 16 KiB) */
+	size_t recv_direct_min_bytes;   /* a frame with at least this many bytes still to come is
+	                                   received straight into its buffer, not through the
+	                                   buffer ring or the staging buffer (default 64 KiB; 0 off) */
 };
 void net_config_defaults(struct net_config *cfg);
 
@@ -123,6 +126,8 @@ struct net_stats {
 	uint64_t file_inline_links;     /* small file links read into memory */
 	uint64_t splice_waits;          /* pipe->socket splices that hit a full socket (-EAGAIN) */
 	uint64_t recv_direct_bytes;     /* plain recv straight into a frame buffer */
+	uint64_t recv_direct_frames;    /* frames completed by such a recv */
+	uint64_t recv_multishot_cancels;/* multishot recvs cancelled to receive a frame directly */
 	uint64_t buf_ring_empty;        /* multishot recv ended with -ENOBUFS (re-armed) */
 	uint32_t pipes;                 /* splice pipes open (pooled or lent) */
 	bool buf_ring;                  /* multishot recv with the provided-buffer ring is in use */

@@ -118,6 +118,12 @@ void objstore_close(struct objstore *os)
 	free(os);
 }
 
+void objstore_shutdown(struct objstore *os)
+{
+	if (os && os->be->shutdown)
+		os->be->shutdown(os->impl);
+}
+
 const char *objstore_url(const struct objstore *os) { return os->url; }
 
 int objstore_put_file(struct objstore *os, const char *key, int fd, int64_t size,

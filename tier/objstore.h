@@ -46,6 +46,10 @@ bool objstore_key_valid(const char *key);
  * retries (the message is logged with key and status). -EINVAL: bad config/URL. */
 int objstore_open(const struct objstore_config *cfg, struct objstore **out);
 void objstore_close(struct objstore *os);
+/* From any thread, before joining the threads that use the store: calls in progress and later
+ * ones stop retrying and cut their transfers, returning -ECANCELED soon (within ~1 s) instead
+ * of retrying a bucket that does not answer. Nothing is left half-written (puts are atomic). */
+void objstore_shutdown(struct objstore *os);
 const char *objstore_url(const struct objstore *os);
 
 /* Uploads a whole local file (fd, [0, size)) as key, atomically: readers see the old object

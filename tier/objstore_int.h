@@ -12,6 +12,8 @@ struct objstore_backend {
 	/* rest: the URL after "scheme://". */
 	int (*open)(const struct objstore_config *cfg, const char *rest, void **impl);
 	void (*close)(void *impl);
+	/* NULL: calls are short anyway (file). Otherwise: running and later calls give up soon. */
+	void (*shutdown)(void *impl);
 	int (*put_file)(void *impl, const char *key, int fd, int64_t size, char sha256_hex[65]);
 	int (*put)(void *impl, const char *key, const void *data, size_t len);
 	/* len > 0 and len <= buf_len (the dispatcher resolved "len 0 = up to buf_len"). */

@@ -62,6 +62,7 @@ struct s3store {
 	CURLSH *share;
 	pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 	_Atomic uint64_t rng;
+	atomic_bool stopping;  /* objstore_shutdown: abort transfers, no more retries */
 	bool sync_ready;       /* the mutexes above exist */
 };
 
@@ -486,6 +487,14 @@ static struct curl_slist *s3_add_header(struct curl_slist *l, bool *failed, cons
 }
 
 /* Sets up h for one attempt of r: URL, method, body, signed headers. */
+static int s3_xferinfo_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			  curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	const struct s3store *s = ctx;
+	return atomic_load_explicit(&s->stopping, memory_order_relaxed) ? 1 : 0;
+}
+
 static int s3_prepare(struct s3store *s, CURL *h, struct s3_req *r, struct curl_slist **hdrs)
 {
 	char path[2 * OBJSTORE_KEY_MAX + 512];
@@ -567,6 +576,11 @@ static int s3_prepare(struct s3store *s, CURL *h, struct s3_req *r, struct curl_
 	S3_SETOPT(CURLOPT_HEADERFUNCTION, s3_header_cb);
 	S3_SETOPT(CURLOPT_HEADERDATA, r);
 	S3_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	/* Polled about once a second and on every transfer step: lets shutdown cut a request to
+	 * a bucket that does not answer instead of waiting out its timeout. */
+	S3_SETOPT(CURLOPT_NOPROGRESS, 0L);
+	S3_SETOPT(CURLOPT_XFERINFOFUNCTION, s3_xferinfo_cb);
+	S3_SETOPT(CURLOPT_XFERINFODATA, s);
 	/* S3 speaks HTTP/1.1; one request per connection at a time is what the pool assumes. */
 	S3_SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	if (s->ca_file)
@@ -660,6 +674,21 @@ static bool s3_status_retryable(const struct s3_req *r, const char *code)
 /* Runs r with retries. Returns 0 with r->status set to the final answer (which may be a 4xx
  * the caller maps), or -EIO (transport errors or 5xx after all retries), -EFBIG, -errno of
  * a body read. */
+/* Sleeps delay_ms in short slices, returning early (false) once the store is shutting down. */
+static bool s3_backoff_sleep(const struct s3store *s, int64_t delay_ms)
+{
+	while (delay_ms > 0) {
+		if (atomic_load_explicit(&s->stopping, memory_order_relaxed))
+			return false;
+		int64_t slice_ms = ST_MIN(delay_ms, (int64_t)50);
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = slice_ms * 1000000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		delay_ms -= slice_ms;
+	}
+	return !atomic_load_explicit(&s->stopping, memory_order_relaxed);
+}
+
 static int s3_call(struct s3store *s, struct s3_req *r)
 {
 	CURL *h = s3_acquire(s);
@@ -680,6 +709,11 @@ static int s3_call(struct s3store *s, struct s3_req *r)
 		}
 		CURLcode cc = curl_easy_perform(h);
 		curl_slist_free_all(hdrs);
+		if (cc == CURLE_ABORTED_BY_CALLBACK) {
+			slog_info("objstore", "s3 %s key=%s: cut by shutdown", r->op, r->key ? r->key : "");
+			result = -ECANCELED;
+			break;
+		}
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 		if (cc == CURLE_WRITE_ERROR && r->enough)
 			cc = CURLE_OK;
@@ -744,9 +778,12 @@ static int s3_call(struct s3store *s, struct s3_req *r)
 		int64_t delay_ms = (int64_t)(s3_random(s) % (uint64_t)(ceiling + 1));
 		slog_warn("objstore", "s3 %s key=%s attempt=%d: %s; retrying in %lld ms", r->op,
 			  r->key ? r->key : "", attempt + 1, why, (long long)delay_ms);
-		struct timespec ts = { .tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000 };
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
+		if (!s3_backoff_sleep(s, delay_ms)) {
+			slog_info("objstore", "s3 %s key=%s: retry dropped by shutdown", r->op,
+				  r->key ? r->key : "");
+			result = -ECANCELED;
+			break;
+		}
 	}
 	s3_release(s, h);
 	return result;
@@ -1404,6 +1441,12 @@ fail:
 	return rc;
 }
 
+static void s3_shutdown(void *impl)
+{
+	struct s3store *s = impl;
+	atomic_store(&s->stopping, true);
+}
+
 static void s3_close(void *impl)
 {
 	struct s3store *s = impl;
@@ -1417,6 +1460,7 @@ const struct objstore_backend objstore_s3_backend = {
 	.scheme = "s3",
 	.open = s3_open,
 	.close = s3_close,
+	.shutdown = s3_shutdown,
 	.put_file = s3_put_file,
 	.put = s3_put,
 	.get_range = s3_get_range,

@@ -1548,6 +1548,9 @@ void tier_close(struct tier *t)
 	t->stop = true;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
+	/* An upload retrying a bucket that is down would hold the join for up to its whole
+	 * backoff schedule; what it did not finish is redone after the next start. */
+	objstore_shutdown(t->os);
 	for (int i = 0; i < t->n_threads; i++)
 		pthread_join(t->threads[i], NULL);
 	free(t->threads);

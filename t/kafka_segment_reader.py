@@ -299,7 +299,7 @@ def parse_batch(buf, pos, file_size):
 
 
 def stored_codecs(log_dir, topic):
-    """{codec name: batch count} of every whole batch in <log_dir>/<topic>-*/*.log (a broker may
+    """{codec name: record count} of every whole batch in <log_dir>/<topic>-*/*.log (a broker may
     be writing: a torn tail is not counted). Tests use it to check what was really stored."""
     import glob
     seen = {}
@@ -312,7 +312,7 @@ def stored_codecs(log_dir, topic):
             if batch_len <= 0 or pos + LOG_OVERHEAD + batch_len > len(buf):
                 break
             name = CODEC_NAMES.get(struct.unpack_from(">h", buf, pos + 21)[0] & 7, "?")
-            seen[name] = seen.get(name, 0) + 1
+            seen[name] = seen.get(name, 0) + struct.unpack_from(">i", buf, pos + 57)[0]
             pos += LOG_OVERHEAD + batch_len
     return seen
 

@@ -1258,7 +1258,7 @@ static void hold_for_shutdown(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s PORT run|after|nodelete [STATE]\n", argv[0]);
+		fprintf(stderr, "usage: %s PORT run|after|nodelete|async|hold|afterhold [STATE|GATE]\n", argv[0]);
 		return 2;
 	}
 	g_port = atoi(argv[1]);

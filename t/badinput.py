@@ -12,6 +12,9 @@
 # num.partitions=2 (see t/badinput.sh).
 import glob, hashlib, os, re, socket, struct, subprocess, sys, time
 
+from tapkit import diag, ok
+import tapkit
+
 PORT = int(sys.argv[1])
 SDIR = sys.argv[2]
 BS = '127.0.0.1:%d' % PORT
@@ -23,15 +26,6 @@ TOPIC = b'bad'
 # Kafka error codes
 NONE, CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION, MESSAGE_TOO_LARGE = 0, 2, 3, 10
 INVALID_REQUIRED_ACKS, UNSUPPORTED_VERSION, UNSUPPORTED_COMPRESSION_TYPE, INVALID_RECORD = 21, 35, 76, 87
-
-
-def ok(cond, desc):
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    print('# ' + msg, flush=True)
 
 
 # ---- encoding ------------------------------------------------------------------------------
@@ -698,4 +692,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    tapkit.run(main, 'badinput.py ran to the end')

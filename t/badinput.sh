@@ -7,19 +7,10 @@
 . "$top_srcdir/t/lib.sh"
 tap=$(mktemp)
 trap 'strata_cleanup; rm -f "$tap"' EXIT INT TERM
-say() { echo "$1" >> "$tap"; }
-check() { # check DESCRIPTION COMMAND...: one TAP line from the command's status
-	d=$1
-	shift
-	if "$@"; then say "ok - $d"; else say "not ok - $d"; fi
-}
+check() { tap_result "$@" >> "$tap"; } # check DESCRIPTION COMMAND...
 
-if ! strata_start --set num.partitions=2 --set socket.request.max.bytes=1048576 \
-	--set message.max.bytes=100000; then
-	echo "1..1"
-	echo "not ok 1 - stratad starts"
-	exit 1
-fi
+strata_start --set num.partitions=2 --set socket.request.max.bytes=1048576 \
+	--set message.max.bytes=100000 || tap_abort "stratad starts"
 "$STRATA_PY" "$top_srcdir/t/badinput.py" "$STRATA_PORT" "$STRATA_DIR" >> "$tap" 2>&1
 check "stratad is still running" kill -0 "$STRATA_PID"
 
@@ -49,20 +40,6 @@ after=$(read_p0 | md5sum)
 check "partition 0 reads the same $nbefore records after the restart" [ "$nbefore" -gt 0 -a "$before" = "$after" ]
 strata_stop >> "$tap"
 check "clean shutdown" [ $? -eq 0 ]
-if grep -q 'runtime error\|AddressSanitizer\|LeakSanitizer' "$STRATA_DIR/stratad.log"; then
-	say "not ok - no sanitizer reports in the broker log"
-	grep -A 20 'runtime error\|AddressSanitizer\|LeakSanitizer' "$STRATA_DIR/stratad.log" | head -60 |
-		sed 's/^/# /' >> "$tap"
-else
-	say "ok - no sanitizer reports in the broker log"
-fi
-
-n=0
-while IFS= read -r line; do
-	case "$line" in
-	"ok "*|"not ok "*) n=$((n + 1)); echo "$line" | sed "s/^\(not ok\|ok\) /\1 $n /" ;;
-	"#"*) echo "$line" ;;
-	*) echo "# $line" ;;
-	esac
-done < "$tap"
-echo "1..$n"
+check "no sanitizer reports in the broker log" \
+	strata_log_clean 'runtime error|AddressSanitizer|LeakSanitizer'
+tap_number < "$tap"

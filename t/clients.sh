@@ -5,23 +5,9 @@
 # survive SIGKILL of the broker. TAP.
 . "$top_srcdir/t/lib.sh"
 trap strata_cleanup EXIT INT TERM
-out=$(mktemp)
-n=0
-emit() { # numbers the plan-less TAP lines of a sub-test
-	while IFS= read -r line; do
-		case "$line" in
-		"ok "*|"not ok "*) n=$((n + 1)); echo "$line" | sed "s/^\(not ok\|ok\) /\1 $n /" ;;
-		*) echo "# $line" | sed 's/^# # /# /' ;;
-		esac
-	done
-	echo "$n" > "$out"
-}
-
-if ! strata_start --set num.partitions=8; then
-	echo "1..1"
-	echo "not ok 1 - stratad starts"
-	exit 1
-fi
+strata_start --set num.partitions=8 || tap_abort "stratad starts"
+# Not a pipeline: the broker is restarted in here and must stay this shell's child (wait).
+res="$STRATA_DIR/results"
 {
 	"$STRATA_PY" "$top_srcdir/t/clients_kcat.py" "$STRATA_BOOTSTRAP" 2>&1
 	"$STRATA_PY" "$top_srcdir/t/clients_py.py" "$STRATA_BOOTSTRAP" confluent 2>&1
@@ -31,13 +17,10 @@ fi
 			"$STRATA_DIR/acked.json" 2>&1
 		wait "$STRATA_PID" 2>/dev/null
 		STRATA_PID=
-		if strata_start_again; then echo "ok - broker restarts after SIGKILL ($round)";
-		else echo "not ok - broker restarts after SIGKILL ($round)"; break; fi
+		tap_result "broker restarts after SIGKILL ($round)" strata_start_again || break
 		"$STRATA_PY" "$top_srcdir/t/durability.py" verify "$STRATA_BOOTSTRAP" \
 			"$STRATA_DIR/acked.json" 2>&1
 	done
-	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
-} | emit
-n=$(cat "$out")
-rm -f "$out"
-echo "1..$n"
+	tap_result "clean shutdown" strata_stop
+} > "$res" 2>&1
+tap_number < "$res"

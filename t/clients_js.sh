@@ -9,23 +9,8 @@ if ! command -v node >/dev/null 2>&1 || [ ! -d "$mods/kafkajs" ]; then
 	echo "1..0 # SKIP node or t/node_modules missing (run scripts/deps --test)"
 	exit 0
 fi
-out=$(mktemp)
-n=0
-emit() {
-	while IFS= read -r line; do
-		case "$line" in
-		"ok "*|"not ok "*) n=$((n + 1)); echo "$line" | sed "s/^\(not ok\|ok\) /\1 $n /" ;;
-		*) echo "# $line" ;;
-		esac
-	done
-	echo "$n" > "$out"
-}
-if ! strata_start --set group.initial.rebalance.delay.ms=100; then
-	echo "1..1"
-	echo "not ok 1 - stratad starts"
-	exit 1
-fi
-raw=$(mktemp)
+strata_start --set group.initial.rebalance.delay.ms=100 || tap_abort "stratad starts"
+raw="$STRATA_DIR/results"
 {
 	timeout 300 node "$top_srcdir/t/clients_kafkajs.js" "$STRATA_BOOTSTRAP" "$mods" 2>&1
 	# @platformatic/kafka needs node >= 20.19 (Debian 12's own nodejs is 18).
@@ -34,11 +19,7 @@ raw=$(mktemp)
 	else
 		echo "ok - platformatic: skipped, node $(node --version) is older than 20.19 # SKIP"
 	fi
+	# stratad is a child of this shell: stop it here, not inside a pipeline's subshell.
+	tap_result "clean shutdown" strata_stop
 } > "$raw"
-# stratad is a child of this shell: stop it here, not inside a pipeline's subshell.
-if strata_stop >> "$raw"; then echo "ok - clean shutdown" >> "$raw"; else echo "not ok - clean shutdown" >> "$raw"; fi
-emit < "$raw"
-rm -f "$raw"
-n=$(cat "$out")
-rm -f "$out"
-echo "1..$n"
+tap_number < "$raw"

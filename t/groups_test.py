@@ -19,28 +19,8 @@ import sys
 import threading
 import time
 
-N_TESTS = [0]
-
-
-def ok(cond, desc):
-    N_TESTS[0] += 1
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    for line in str(msg).splitlines():
-        print('# ' + line, flush=True)
-
-
-def wait_for(cond, timeout_s, step=0.1):
-    """Polls cond until true or the bound passes (a bound, never an assertion of speed)."""
-    end = time.time() + timeout_s
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+from tapkit import diag, ok, wait_until
+import tapkit
 
 
 # --- the member process ----------------------------------------------------------------------
@@ -217,7 +197,7 @@ def log_end(bs, topic=None, partitions=None):
 
 def caught_up(bs, group):
     """Waits (bounded) until the group's commits reach the log end; returns whether they did."""
-    return wait_for(lambda: committed(bs, group, TOPIC, PARTS) == log_end(bs), 30, 0.5)
+    return wait_until(lambda: committed(bs, group, TOPIC, PARTS) == log_end(bs), 30, 0.5)
 
 
 def stable_split(members, parts, sizes):
@@ -394,7 +374,7 @@ PARTS = 6
 def scenario_three_members(bs, sd):
     create_topic(bs, TOPIC, PARTS)
     ms = [Member(bs, 'gA', TOPIC, sd, 'a%d' % i) for i in range(3)]
-    stable = wait_for(lambda: stable_split(ms, PARTS, [2, 2, 2]), 60)
+    stable = wait_until(lambda: stable_split(ms, PARTS, [2, 2, 2]), 60)
     ok(stable, 'three members of one group: each owns two partitions (%s)' %
        [sorted(m.assignment()) for m in ms])
     ids, state = member_client_ids(bs, 'gA')
@@ -405,13 +385,13 @@ def scenario_three_members(bs, sd):
     ok(owned == sorted(sorted(m.assignment()) for m in ms),
        'DescribeGroups shows the assignment the members hold')
     vals = produce(bs, TOPIC, 'a', 600, PARTS)
-    wait_for(lambda: sum(len(m.values()) for m in ms) >= 600, 60)
+    wait_until(lambda: sum(len(m.values()) for m in ms) >= 600, 60)
     seen = [v for m in ms for v in m.values()]
     ok(sorted(seen) == sorted(vals), 'every record consumed by exactly one member (%d records, %d unique)'
        % (len(seen), len(set(seen))))
     own_ok = all(set(r['p'] for r in m.records()) <= m.assignment() for m in ms)
     ok(own_ok, "each member only received its own partitions' records")
-    wait_for(lambda: committed(bs, 'gA', TOPIC, PARTS) == {p: 100 for p in range(PARTS)}, 20, 0.5)
+    wait_until(lambda: committed(bs, 'gA', TOPIC, PARTS) == {p: 100 for p in range(PARTS)}, 20, 0.5)
     ok(committed(bs, 'gA', TOPIC, PARTS) == {p: 100 for p in range(PARTS)},
        'the members committed after processing: 100 per partition')
     return ms
@@ -422,11 +402,11 @@ def scenario_leave_and_crash(bs, sd, ms):
     a2.stop()  # close(): LeaveGroup
     ids, _ = member_client_ids(bs, 'gA')
     ok(a2.client_id not in ids, 'a member that leaves is out of the group at once (%s)' % ids)
-    ok(wait_for(lambda: stable_split([a0, a1], PARTS, [3, 3]), 30),
+    ok(wait_until(lambda: stable_split([a0, a1], PARTS, [3, 3]), 30),
        "its partitions move to the others in the rebalance (%s)" % [sorted(m.assignment()) for m in (a0, a1)])
     before = {m.name: len(m.values()) for m in (a0, a1)}
     vals = produce(bs, TOPIC, 'b', 300, PARTS)
-    wait_for(lambda: sum(len(m.values()) for m in (a0, a1)) - sum(before.values()) >= 300, 60)
+    wait_until(lambda: sum(len(m.values()) for m in (a0, a1)) - sum(before.values()) >= 300, 60)
     seen = [v for m in (a0, a1) for v in m.values() if v.startswith('b-')]
     ok(sorted(seen) == sorted(vals), 'after the leave every record is consumed exactly once')
 
@@ -438,10 +418,10 @@ def scenario_leave_and_crash(bs, sd, ms):
     ids, _ = member_client_ids(bs, 'gA')
     ok(a1.client_id in ids, 'a SIGKILLed member stays in the group until its session times out')
     prod.join()
-    ok(wait_for(lambda: a0.assignment() == set(range(PARTS)), 30),
+    ok(wait_until(lambda: a0.assignment() == set(range(PARTS)), 30),
        'after the session timeout its partitions move to the survivor')
     want = set('c-%d' % i for i in range(600))
-    wait_for(lambda: want <= set(a0.values()) | set(a1.values()), 60)
+    wait_until(lambda: want <= set(a0.values()) | set(a1.values()), 60)
     got = set(a0.values()) | set(a1.values())
     ok(want <= got, 'no record lost across the crash (%d of 600 seen; redelivery allowed)' % len(want & got))
     ok(caught_up(bs, 'gA'), 'the survivor committed everything')
@@ -450,17 +430,17 @@ def scenario_leave_and_crash(bs, sd, ms):
 
 def scenario_cooperative(bs, sd):
     ms = [Member(bs, 'gC', TOPIC, sd, 'c%d' % i, 'cooperative-sticky') for i in range(2)]
-    ok(wait_for(lambda: stable_split(ms, PARTS, [3, 3]), 60),
+    ok(wait_until(lambda: stable_split(ms, PARTS, [3, 3]), 60),
        'cooperative-sticky: two members split the partitions (%s)' % [sorted(m.assignment()) for m in ms])
     caught_up(bs, 'gC')
     before = {m.name: m.assignment() for m in ms}
     ms.append(Member(bs, 'gC', TOPIC, sd, 'c2', 'cooperative-sticky'))
-    ok(wait_for(lambda: stable_split(ms, PARTS, [2, 2, 2]), 60),
+    ok(wait_until(lambda: stable_split(ms, PARTS, [2, 2, 2]), 60),
        'cooperative-sticky: a third member gets its share (%s)' % [sorted(m.assignment()) for m in ms])
     ok(all(ms[i].assignment() <= before[ms[i].name] for i in range(2)),
        'cooperative-sticky: the first members kept partitions they owned (sticky)')
     vals = produce(bs, TOPIC, 'k', 300, PARTS)
-    wait_for(lambda: len([v for m in ms for v in m.values() if v.startswith('k-')]) >= 300, 60)
+    wait_until(lambda: len([v for m in ms for v in m.values() if v.startswith('k-')]) >= 300, 60)
     seen = [v for m in ms for v in m.values() if v.startswith('k-')]
     ok(sorted(seen) == sorted(vals), 'cooperative-sticky: every new record consumed exactly once')
     for m in ms:
@@ -470,13 +450,13 @@ def scenario_cooperative(bs, sd):
 def scenario_static(bs, sd):
     s1 = Member(bs, 'gS', TOPIC, sd, 's1', instance='inst-1')
     s2 = Member(bs, 'gS', TOPIC, sd, 's2', instance='inst-2')
-    ok(wait_for(lambda: stable_split([s1, s2], PARTS, [3, 3]), 60), 'two static members split the partitions')
+    ok(wait_until(lambda: stable_split([s1, s2], PARTS, [3, 3]), 60), 'two static members split the partitions')
     caught_up(bs, 'gS')
     mine = s1.assignment()
     s2_events = s2.n_rebalance_events()
     s1.kill()  # a crash: static members never send LeaveGroup
     s1.start()
-    ok(wait_for(lambda: s1.assignment() == mine, 30),
+    ok(wait_until(lambda: s1.assignment() == mine, 30),
        'the restarted static member gets its partitions back (%s)' % sorted(s1.assignment()))
     time.sleep(1.0)  # heartbeats of s2 would carry a rebalance by now
     ok(s2.n_rebalance_events() == s2_events, 'no rebalance for the other member (%d events, was %d)'
@@ -484,7 +464,7 @@ def scenario_static(bs, sd):
     ids, state = member_client_ids(bs, 'gS')
     ok(state == 'Stable' and ids == ['member-s1', 'member-s2'], 'the group stayed Stable with both')
     vals = produce(bs, TOPIC, 's', 120, PARTS)
-    wait_for(lambda: len([v for m in (s1, s2) for v in m.values() if v.startswith('s-')]) >= 120, 60)
+    wait_until(lambda: len([v for m in (s1, s2) for v in m.values() if v.startswith('s-')]) >= 120, 60)
     seen = [v for m in (s1, s2) for v in m.values() if v.startswith('s-')]
     ok(sorted(seen) == sorted(vals), 'both keep consuming their partitions exactly once')
     s1.stop()
@@ -515,7 +495,7 @@ def scenario_reset(bs):
     def assigned():
         c.consume(100, 0.1)
         return len(c.assignment()) == PARTS
-    ok(wait_for(assigned, 60, 0), 'auto.offset.reset=latest: the new group is assigned every partition')
+    ok(wait_until(assigned, 60, 0), 'auto.offset.reset=latest: the new group is assigned every partition')
     # the fetcher resolves "latest" right after the assignment; give it a moment of polling
     end = time.time() + 1.5
     while time.time() < end:
@@ -564,7 +544,7 @@ def scenario_two_groups(bs, nm):
         diag('kafkajs: ' + err.decode()[-2000:])
     ok(res.get('unique') == total and res.get('values_hash') == hash_values(vals),
        'kafkajs group on the same topic: every record too (%s of %d)' % (res.get('unique'), total))
-    ok(wait_for(lambda: committed(bs, 'gJ', TOPIC, PARTS) == ends, 10, 0.5),
+    ok(wait_until(lambda: committed(bs, 'gJ', TOPIC, PARTS) == ends, 10, 0.5),
        'kafkajs group committed to the end, independently')
 
 
@@ -636,11 +616,11 @@ def after_restart_main(bs, sd):
     # a member of gA resumes from the committed offsets: only new records
     start = want['gA']
     m = Member(bs, 'gA', TOPIC, sd, 'r0')
-    ok(wait_for(lambda: m.assignment() == set(range(PARTS)), 60), 'a member rejoins gA after the restart')
+    ok(wait_until(lambda: m.assignment() == set(range(PARTS)), 60), 'a member rejoins gA after the restart')
     vals = produce(bs, TOPIC, 'f', 60, PARTS)
     ends = log_end(bs)
     expect = sum(ends[p] - start[p] for p in range(PARTS))
-    wait_for(lambda: len(m.values()) >= expect, 60)
+    wait_until(lambda: len(m.values()) >= expect, 60)
     recs = m.records()
     firsts = {}
     for r in recs:
@@ -705,10 +685,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except Exception as e:  # a crash of the driver is a failure, with its trace
-        import traceback
-        ok(False, 'unexpected error: %r' % e)
-        diag(traceback.format_exc())
-        sys.exit(1)
+    tapkit.run(main, 'unexpected error')

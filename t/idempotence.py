@@ -20,15 +20,8 @@ import json, os, random, select, signal, socket, struct, sys, threading, time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-
-
-def ok(cond, desc):
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    print('# ' + msg, flush=True)
+from tapkit import ok
+import tapkit
 
 
 # ---- proxy -------------------------------------------------------------------------------------
@@ -455,10 +448,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except Exception as e:  # a crash of the helper is a failed test, not a silent one
-        import traceback
-        traceback.print_exc()
-        ok(False, 'helper raised %r' % e)
-        sys.exit(1)
+    tapkit.run(main, 'helper raised')

@@ -10,31 +10,12 @@
 # TAP.
 . "$top_srcdir/t/lib.sh"
 trap strata_cleanup EXIT INT TERM
-PY=/usr/bin/python3
+PY=$STRATA_PY
 HELPER="$top_srcdir/t/idempotence.py"
-out=$(mktemp)
-n=0
-emit() { # numbers the plan-less TAP lines of the helper
-	while IFS= read -r line; do
-		case "$line" in
-		"ok "*|"not ok "*) n=$((n + 1)); echo "$line" | sed "s/^\(not ok\|ok\) /\1 $n /" ;;
-		*) echo "# $line" | sed 's/^# # /# /' ;;
-		esac
-	done
-	echo "$n" > "$out"
-}
-
-if ! "$PY" -c 'import confluent_kafka' 2>/dev/null; then
-	echo "1..0 # SKIP python3-confluent-kafka is not installed for $PY"
-	exit 0
-fi
+tap_skip_without_py confluent_kafka
 # Clients reach the broker only through the helper's proxy: the broker advertises its port.
 PROXY_PORT=$(strata_free_port)
-if ! strata_start --set "advertised.listeners=PLAINTEXT://127.0.0.1:$PROXY_PORT"; then
-	echo "1..1"
-	echo "not ok 1 - stratad starts"
-	exit 1
-fi
+strata_start --set "advertised.listeners=PLAINTEXT://127.0.0.1:$PROXY_PORT" || tap_abort "stratad starts"
 raw_out="$STRATA_DIR/tap.out"
 # A brace group with a redirection runs in this shell: restarts update STRATA_PID for cleanup.
 {
@@ -51,8 +32,7 @@ raw_out="$STRATA_DIR/tap.out"
 	if [ -f "$marker" ]; then
 		wait "$STRATA_PID" 2>/dev/null
 		STRATA_PID=
-		if strata_start_again; then echo "ok - broker restarts after SIGKILL"
-		else echo "not ok - broker restarts after SIGKILL"; fi
+		tap_result "broker restarts after SIGKILL" strata_start_again
 	else
 		echo "not ok - the helper SIGKILLed the broker"
 	fi
@@ -61,15 +41,13 @@ raw_out="$STRATA_DIR/tap.out"
 	state="$STRATA_DIR/raw.json"
 	"$PY" "$HELPER" raw "$STRATA_PORT" "$PROXY_PORT" "$state" 1 2>&1
 	strata_kill9
-	if strata_start_again; then echo "ok - broker restarts after SIGKILL (raw)"
-	else echo "not ok - broker restarts after SIGKILL (raw)"; fi
+	tap_result "broker restarts after SIGKILL (raw)" strata_start_again
 	"$PY" "$HELPER" raw "$STRATA_PORT" "$PROXY_PORT" "$state" 2 2>&1
-	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
+	tap_result "clean shutdown" strata_stop
 	snaps=$(ls "$STRATA_DIR/log/idem-raw-0/" 2>/dev/null | grep -c '^[0-9]\{20\}\.snapshot$')
 	if [ "$snaps" -ge 1 ]; then echo "ok - clean shutdown wrote a producer snapshot beside the segments"
 	else echo "not ok - clean shutdown wrote a producer snapshot ($(ls "$STRATA_DIR/log/idem-raw-0/" | tr '\n' ' '))"; fi
-	if strata_start_again; then echo "ok - broker restarts cleanly"
-	else echo "not ok - broker restarts cleanly"; fi
+	tap_result "broker restarts cleanly" strata_start_again
 	if grep -q 'idem-raw-0 producer state: 1 producers (snapshot at [0-9]' "$STRATA_DIR/stratad.log"; then
 		echo "ok - the restart loaded the snapshot"
 	else
@@ -77,10 +55,6 @@ raw_out="$STRATA_DIR/tap.out"
 		grep 'idem-raw-0 producer state' "$STRATA_DIR/stratad.log" | sed 's/^/# /'
 	fi
 	"$PY" "$HELPER" raw "$STRATA_PORT" "$PROXY_PORT" "$state" 3 2>&1
-	if strata_stop; then echo "ok - clean shutdown"; else echo "not ok - clean shutdown"; fi
+	tap_result "clean shutdown" strata_stop
 } > "$raw_out" 2>&1
-emit < "$raw_out"
-n=$(cat "$out")
-rm -f "$out"
-echo "1..$n"
-[ "$n" -gt 0 ]
+tap_number < "$raw_out"

@@ -317,6 +317,17 @@ def stored_codecs(log_dir, topic):
     return seen
 
 
+def stored_codec_ok(log_dir, topic, codec):
+    """(ok, {codec name: record count}): whether topic's records are stored in codec, so that a
+    client that quietly falls back to uncompressed batches (librdkafka's version-based feature
+    checks) fails a test. librdkafka sends a batch uncompressed when compressing does not make
+    it smaller (small tail batches): at least 90% of the records, not all, must be in codec,
+    the rest uncompressed."""
+    seen = stored_codecs(log_dir, topic)
+    n = sum(seen.values())
+    return seen.get(codec, 0) >= 0.9 * n > 0 and set(seen) <= {codec, "none"}, seen
+
+
 # ---- segments and indexes ----------------------------------------------------------------
 
 SEG_RE = re.compile(r"^(\d{20})\.(log|index|timeindex)$")

@@ -15,6 +15,16 @@
 # metrics.listener themselves).
 # strata_cleanup stops the broker (SIGKILL if it hangs) and removes STRATA_DIR.
 # Diagnostics go to stdout prefixed with "# " (TAP comments). Every wait is bounded.
+#
+# TAP: a script numbers its tests in one of two ways (TAP_N counts them either way).
+#   Streamed: tap_ok/tap_not_ok/tap_check print numbered lines as they go, tap_lines numbers a
+#   helper's output into the stream, tap_run a sub-program's (with its plan); the script ends
+#   with echo "1..$TAP_N".
+#   Collected: the script and its t/*.py helpers print plan-less lines ("ok - desc",
+#   "not ok - desc"; tap_result makes one from a command's status) into a file, kept in this
+#   shell (a redirected brace group, not a pipeline, so that restarted brokers stay its
+#   children); `tap_number < file` numbers them and prints the plan.
+# tap_abort DESC ends a script that cannot go on (its broker does not start) with a failure.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=.}"
@@ -26,6 +36,9 @@ STRATA_DIR=
 STRATA_BOOTSTRAP=
 STRATA_METRICS_PORT=
 STRATA_ARGS_FILE=
+TAP_N=0
+TAP_FAILED=0
+TAP_PLANNED=
 # How long to wait for the listener and for a clean shutdown, in tenths of a second.
 : "${STRATA_START_TENTHS:=300}"
 : "${STRATA_STOP_TENTHS:=600}"
@@ -183,4 +196,97 @@ strata_cleanup() {
 	if [ -n "$STRATA_DIR" ] && [ -z "${STRATA_KEEP:-}" ]; then
 		rm -rf "$STRATA_DIR"
 	fi
+}
+
+# --- TAP -------------------------------------------------------------------------------------
+
+tap_ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
+tap_not_ok() { TAP_N=$((TAP_N + 1)); TAP_FAILED=$((TAP_FAILED + 1)); echo "not ok $TAP_N - $1"; }
+
+# tap_check DESC CMD...: one numbered test from CMD's exit status; returns that status's truth.
+tap_check() {
+	_tc_d=$1
+	shift
+	if "$@"; then tap_ok "$_tc_d"; return 0; fi
+	tap_not_ok "$_tc_d"
+	return 1
+}
+
+# tap_result DESC CMD...: "ok - DESC" or "not ok - DESC" from CMD's exit status, unnumbered (for
+# collected output that tap_number numbers); returns that status's truth.
+tap_result() {
+	_tr_d=$1
+	shift
+	if "$@"; then echo "ok - $_tr_d"; return 0; fi
+	echo "not ok - $_tr_d"
+	return 1
+}
+
+# tap_lines: the TAP results on stdin ("ok - d", "not ok - d", numbered or not) numbered on from
+# TAP_N into this stream; comments pass, a plan sets TAP_PLANNED and is dropped, any other line
+# becomes a "# " comment. Run it with a redirection, not in a pipeline (TAP_N must stay here).
+tap_lines() {
+	TAP_PLANNED=
+	while IFS= read -r _tl_line || [ -n "$_tl_line" ]; do # (a last line without its newline too)
+		case "$_tl_line" in
+		"ok "*) _tl_res="ok"; _tl_rest=${_tl_line#ok } ;;
+		"not ok "*) _tl_res="not ok"; _tl_rest=${_tl_line#not ok }; TAP_FAILED=$((TAP_FAILED + 1)) ;;
+		1..*) TAP_PLANNED=yes; continue ;;
+		"#"*) printf '%s\n' "$_tl_line"; continue ;;
+		*) printf '# %s\n' "$_tl_line"; continue ;;
+		esac
+		_tl_rest=${_tl_rest#"${_tl_rest%%[!0-9]*}"} # the sub-stream's own number, if any
+		TAP_N=$((TAP_N + 1))
+		printf '%s %s %s\n' "$_tl_res" "$TAP_N" "${_tl_rest# }"
+	done
+}
+
+# tap_number: tap_lines, then the plan. Fails when there was no test at all: a run whose helpers
+# printed nothing is not a pass.
+tap_number() {
+	tap_lines
+	echo "1..$TAP_N"
+	[ "$TAP_N" -gt 0 ]
+}
+
+# tap_run DESC CMD...: runs a sub-program that prints TAP with its plan (output kept in
+# $STRATA_DIR/sub.out) and numbers its results into this stream; one that ends without its plan,
+# or exits non-zero with nothing failed, is one more failure (with the broker log's tail).
+tap_run() {
+	_tu_d=$1
+	shift
+	"$@" > "$STRATA_DIR/sub.out" 2>&1
+	_tu_rc=$?
+	_tu_failed=$TAP_FAILED
+	tap_lines < "$STRATA_DIR/sub.out"
+	if [ -z "$TAP_PLANNED" ] || { [ "$_tu_rc" -ne 0 ] && [ "$TAP_FAILED" -eq "$_tu_failed" ]; }; then
+		tap_not_ok "$_tu_d finished (exit status $_tu_rc, plan ${TAP_PLANNED:-missing})"
+		strata_dump_log 30
+	fi
+}
+
+# tap_abort DESC: DESC failed and nothing else can run: the failure, the plan, exit 1.
+tap_abort() {
+	tap_not_ok "$1"
+	echo "1..$TAP_N"
+	exit 1
+}
+
+# tap_skip_without_py MODULE...: skips the whole script (plan 1..0) unless $STRATA_PY imports them.
+tap_skip_without_py() {
+	for _ts_m in "$@"; do
+		if ! "$STRATA_PY" -c "import $_ts_m" 2>/dev/null; then
+			echo "1..0 # SKIP $STRATA_PY cannot import $_ts_m (scripts/deps)"
+			exit 0
+		fi
+	done
+}
+
+# strata_log_clean [ERE]: true when the broker log has no line matching ERE (default: errors,
+# assertions, sanitizer reports); otherwise the matches, with what follows them, as comments.
+strata_log_clean() {
+	_lc_re=${1:-'ERROR|ASSERT|AddressSanitizer|LeakSanitizer|runtime error'}
+	grep -E -q "$_lc_re" "$STRATA_DIR/stratad.log" || return 0
+	grep -E -A 20 "$_lc_re" "$STRATA_DIR/stratad.log" | head -60 | sed 's/^/#   /'
+	return 1
 }

@@ -245,6 +245,13 @@ static int get(int port, const char *req, char *out, size_t out_len)
 	return http(port, req, strlen(req), false, out, out_len);
 }
 
+/* One request whose answer must have status want. */
+static void get_is(int port, const char *req, int want, const char *desc)
+{
+	static char resp[1 << 16];
+	is_int(get(port, req, resp, sizeof resp), want, "%s", desc);
+}
+
 static const char *body_of(const char *resp)
 {
 	const char *b = strstr(resp, "\r\n\r\n");
@@ -288,34 +295,24 @@ static void test_http(void)
 	char cl[64];
 	snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", strlen(body_of(resp)));
 	ok(strstr(resp, cl) != NULL, "Content-Length matches the body");
-	st = get(port, "GET /metrics?x=1 HTTP/1.0\r\n\r\n", resp, sizeof resp);
-	is_int(st, 200, "HTTP/1.0 with a query string: 200");
+	get_is(port, "GET /metrics?x=1 HTTP/1.0\r\n\r\n", 200, "HTTP/1.0 with a query string: 200");
 	st = get(port, "HEAD /metrics HTTP/1.1\r\n\r\n", resp, sizeof resp);
 	ok(st == 200 && body_of(resp)[0] == 0, "HEAD: 200 without a body");
 
-	st = get(port, "GET /health/ready HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 503, "ready while starting: 503");
-	st = get(port, "GET /health/live HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 200, "live while starting: 200");
+	get_is(port, "GET /health/ready HTTP/1.1\r\n\r\n", 503, "ready while starting: 503");
+	get_is(port, "GET /health/live HTTP/1.1\r\n\r\n", 200, "live while starting: 200");
 	metrics_http_set_health(h, METRICS_SERVING);
 	st = get(port, "GET /health/ready HTTP/1.1\r\n\r\n", resp, sizeof resp);
 	ok(st == 200 && strcmp(body_of(resp), "ok\n") == 0, "ready while serving: 200 ok");
-	st = get(port, "GET /health/live HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 200, "live while serving: 200");
-	st = get(port, "GET /nope HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 404, "unknown path: 404");
-	st = get(port, "GET /metricsx HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 404, "a longer path: 404");
+	get_is(port, "GET /health/live HTTP/1.1\r\n\r\n", 200, "live while serving: 200");
+	get_is(port, "GET /nope HTTP/1.1\r\n\r\n", 404, "unknown path: 404");
+	get_is(port, "GET /metricsx HTTP/1.1\r\n\r\n", 404, "a longer path: 404");
 	st = get(port, "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", resp, sizeof resp);
 	ok(st == 405 && strstr(resp, "Allow: GET, HEAD\r\n"), "POST: 405 with Allow");
-	st = get(port, "GARBAGE\r\n\r\n", resp, sizeof resp);
-	is_int(st, 400, "no method/target/version: 400");
-	st = get(port, "GET /metrics SPDY/3\r\n\r\n", resp, sizeof resp);
-	is_int(st, 400, "not HTTP/1.x: 400");
-	st = get(port, "GET metrics HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 400, "target without /: 400");
-	st = get(port, "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", resp, sizeof resp);
-	is_int(st, 400, "malformed header: 400");
+	get_is(port, "GARBAGE\r\n\r\n", 400, "no method/target/version: 400");
+	get_is(port, "GET /metrics SPDY/3\r\n\r\n", 400, "not HTTP/1.x: 400");
+	get_is(port, "GET metrics HTTP/1.1\r\n\r\n", 400, "target without /: 400");
+	get_is(port, "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header: 400");
 	st = http(port, "GET /metr", 9, true, resp, sizeof resp);
 	is_int(st, 400, "a request that ends before its headers do: 400");
 	st = http(port, "GET /m\0x HTTP/1.1\r\n\r\n", 21, false, resp, sizeof resp);
@@ -327,14 +324,11 @@ static void test_http(void)
 	st = http(port, big, big_len, false, resp, sizeof resp);
 	is_int(st, 431, "request larger than the bound: 431");
 	free(big);
-	st = get(port, "GET /metrics HTTP/1.1\n\n", resp, sizeof resp);
-	is_int(st, 200, "bare LF line ends: served");
+	get_is(port, "GET /metrics HTTP/1.1\n\n", 200, "bare LF line ends: served");
 
 	metrics_http_set_health(h, METRICS_STOPPING);
-	st = get(port, "GET /health/ready HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 503, "ready while stopping: 503");
-	st = get(port, "GET /health/live HTTP/1.1\r\n\r\n", resp, sizeof resp);
-	is_int(st, 503, "live while stopping: 503");
+	get_is(port, "GET /health/ready HTTP/1.1\r\n\r\n", 503, "ready while stopping: 503");
+	get_is(port, "GET /health/live HTTP/1.1\r\n\r\n", 503, "live while stopping: 503");
 
 	/* A client that connects and sends nothing must not keep stop from returning. */
 	int idle = socket(AF_INET, SOCK_STREAM, 0);

@@ -533,6 +533,31 @@ static void cs_expect_close(struct cs *s)
 	}
 }
 
+/* Blocking send of buf[0, len) on s's socket, whatever cs_run has queued. */
+static void cs_send_all(struct cs *s, const uint8_t *buf, size_t len)
+{
+	for (size_t off = 0; off < len && !s->failed;) {
+		ssize_t w = send(s->fd, buf + off, len - off, MSG_NOSIGNAL);
+		if (w > 0)
+			off += (size_t)w;
+		else if (w < 0 && errno != EINTR)
+			cs_fail(s, "send: %s", strerror(errno));
+	}
+}
+
+/* Sends a frame size prefix the server must refuse (and body_bytes of the body), then expects
+ * the server to close the connection. */
+static void cs_refused_size(struct cs *s, uint32_t size, size_t body_bytes)
+{
+	uint8_t buf[4 + 64];
+	ST_ASSERT(body_bytes <= sizeof buf - 4);
+	st_put_be32(buf, size);
+	memset(buf + 4, 'x', body_bytes);
+	cs_send_all(s, buf, 4 + body_bytes);
+	if (!s->failed)
+		cs_expect_close(s);
+}
+
 /* --- client scenarios (run in a thread; the result goes back in struct cres) --------------- */
 
 struct cres {
@@ -550,6 +575,17 @@ static void cres_take(struct cres *res, struct cs *s)
 	}
 }
 
+/* The end of a scenario: sends what is still queued (chunk bytes per send) and checks every
+ * answer, unless s failed already; the outcome goes to res (a struct cres); s is freed. */
+static void *cs_finish(struct cs *s, size_t chunk, void *res)
+{
+	if (!s->failed)
+		cs_run(s, chunk);
+	cres_take(res, s);
+	cs_free(s);
+	return NULL;
+}
+
 static void *c_basic(void *arg)
 {
 	struct cs s;
@@ -557,11 +593,7 @@ static void *c_basic(void *arg)
 	cs_add(&s, 'E', 0, 12345, 777, 10, 1);
 	cs_add(&s, 'N', 0, 0, 0, 0, 2);
 	cs_add(&s, 'E', 0, 0, 0, 0, 3);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 /* 200 pipelined requests; the handler delays the odd ones (1..8 ms), some get no response. */
@@ -574,11 +606,7 @@ static void *c_pipelined(void *arg)
 		cs_add(&s, cmd, (uint8_t)(1 + i % 8), (i * 4099u) % (FILE_BYTES - 8192),
 		       (i * 37u) % 5000, i % 300, i);
 	}
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 static void *c_bytewise(void *arg)
@@ -589,11 +617,7 @@ static void *c_bytewise(void *arg)
 	cs_add(&s, 'D', 3, 5, 3, 0, 8);
 	cs_add_raw_size(&s, 0, '0');
 	cs_add(&s, 'E', 0, 9999, 100, 200, 9);
-	if (!s.failed)
-		cs_run(&s, 1);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, 1, arg);
 }
 
 static void *c_many_frames(void *arg)
@@ -602,11 +626,7 @@ static void *c_many_frames(void *arg)
 	cs_init(&s);
 	for (uint32_t i = 0; i < 1000; i++)
 		cs_add(&s, 'E', 0, i * 13, i % 7 ? 0 : 50, i % 5, i);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 static void *c_large(void *arg)
@@ -616,11 +636,7 @@ static void *c_large(void *arg)
 	cs_add(&s, 'E', 0, 1, 4u << 20, 10u << 20, 77);
 	cs_add(&s, 'E', 0, 3, 1u << 20, 100, 78);
 	cs_add(&s, 'E', 0, 0, 0, 0, 79);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 static int32_t g_max_request_bytes;
@@ -637,13 +653,7 @@ static void *c_oversize(void *arg)
 	cs_add(&a, 'E', 0, 10, 10, 10, 1);
 	if (!a.failed)
 		cs_run(&a, SIZE_MAX);
-	uint8_t hdr[4 + 64];
-	st_put_be32(hdr, (uint32_t)g_max_request_bytes + 1);
-	memset(hdr + 4, 'x', 64);
-	if (!a.failed && send(a.fd, hdr, sizeof hdr, MSG_NOSIGNAL) != (ssize_t)sizeof hdr)
-		cs_fail(&a, "send: %s", strerror(errno));
-	if (!a.failed)
-		cs_expect_close(&a);
+	cs_refused_size(&a, (uint32_t)g_max_request_bytes + 1, 64);
 	cs_add(&b, 'E', 0, 20, 20, 20, 2);
 	if (!b.failed)
 		cs_run(&b, SIZE_MAX);
@@ -658,14 +668,8 @@ static void *c_negative(void *arg)
 {
 	struct cs s;
 	cs_init(&s);
-	uint8_t hdr[4] = { 0xff, 0xff, 0xff, 0xfe };
-	if (!s.failed && send(s.fd, hdr, sizeof hdr, MSG_NOSIGNAL) != 4)
-		cs_fail(&s, "send: %s", strerror(errno));
-	if (!s.failed)
-		cs_expect_close(&s);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	cs_refused_size(&s, 0xfffffffeu, 0); /* -2 */
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 static void *c_handler_close(void *arg)
@@ -680,9 +684,7 @@ static void *c_handler_close(void *arg)
 		cs_run(&s, SIZE_MAX);
 	if (!s.failed)
 		cs_expect_close(&s);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 /* --- frames received straight into their buffer (cfg.recv_direct_min_bytes) --------------- */
@@ -708,11 +710,7 @@ static void *c_direct_pipelined(void *arg)
 	cs_add(&s, 'E', 0, 80, 0, 70 * 1024, 9);
 	cs_add(&s, 'E', 0, 90, 0, 70 * 1024, 10);
 	cs_add(&s, 'E', 0, 99, 9, 0, 11);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 static void *c_direct_series(void *arg)
@@ -722,11 +720,7 @@ static void *c_direct_series(void *arg)
 	for (uint32_t i = 0; i < DIRECT_SERIES; i++)
 		cs_add(&s, 'E', 0, i * 100, 10, DIRECT_SERIES_BYTES - REQ_HDR, 100 + i);
 	cs_add(&s, 'E', 0, 0, 0, 0, 200);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 /* Small frames one at a time (each its own recv) until the connection is back on the multishot
@@ -746,11 +740,7 @@ static void *c_direct_after_small(void *arg)
 	cs_add(&s, 'E', 0, 3, 3, 300 * 1024, 1002);
 	cs_add(&s, 'N', 0, 0, 0, 0, 1003);
 	cs_add(&s, 'E', 0, 4, 4, 4, 1004);
-	if (!s.failed)
-		cs_run(&s, SIZE_MAX);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 /* A large frame (and its size prefix) in 11-byte sends, between small frames. */
@@ -761,11 +751,7 @@ static void *c_direct_tiny(void *arg)
 	cs_add(&s, 'E', 0, 1, 1, 1, 1);
 	cs_add(&s, 'E', 0, 2, 2, 96 * 1024, 2);
 	cs_add(&s, 'E', 0, 3, 3, 3, 3);
-	if (!s.failed)
-		cs_run(&s, 11);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	return cs_finish(&s, 11, arg);
 }
 
 /* Peers that go away in the middle of a large frame: a close (FIN) and a reset. Nothing may
@@ -780,13 +766,8 @@ static void *c_direct_close_mid(void *arg)
 			cs_run(&s, SIZE_MAX); /* the connection is up and served */
 		cs_add(&s, 'E', 0, 0, 0, 2u << 20, 2);
 		size_t cut = s.out_off + (700u << 10);
-		while (!s.failed && s.out_off < cut) {
-			ssize_t w = send(s.fd, s.out + s.out_off, cut - s.out_off, MSG_NOSIGNAL);
-			if (w > 0)
-				s.out_off += (size_t)w;
-			else if (w < 0 && errno != EINTR)
-				cs_fail(&s, "send: %s", strerror(errno));
-		}
+		cs_send_all(&s, s.out + s.out_off, cut - s.out_off);
+		s.out_off = cut;
 		usleep(20000); /* the server is receiving the frame directly by now (usually) */
 		if (k == 1) {
 			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -811,16 +792,8 @@ static void *c_direct_oversize(void *arg)
 	cs_add(&s, 'E', 0, 0, 0, 1u << 20, 2);
 	if (!s.failed)
 		cs_run(&s, SIZE_MAX);
-	uint8_t hdr[4 + 64];
-	st_put_be32(hdr, (uint32_t)g_max_request_bytes + 1);
-	memset(hdr + 4, 'x', 64);
-	if (!s.failed && send(s.fd, hdr, sizeof hdr, MSG_NOSIGNAL) != (ssize_t)sizeof hdr)
-		cs_fail(&s, "send: %s", strerror(errno));
-	if (!s.failed)
-		cs_expect_close(&s);
-	cres_take(arg, &s);
-	cs_free(&s);
-	return NULL;
+	cs_refused_size(&s, (uint32_t)g_max_request_bytes + 1, 64);
+	return cs_finish(&s, SIZE_MAX, arg);
 }
 
 /* Never reads: the server must stop reading (its rcvbuf and our sndbuf fill, our sends stall)
@@ -1043,6 +1016,38 @@ static bool server_gone(void)
 	return net_server_idle(srv) && th.delayed_pending == 0 && atomic_load(&g_client_done);
 }
 
+/* net_config_defaults on 127.0.0.1, an ephemeral port. */
+static void loopback_config(struct net_config *cfg)
+{
+	net_config_defaults(cfg);
+	cfg->host = "127.0.0.1";
+	cfg->port = 0;
+}
+
+/* Starts the echo server (srv, its port in g_port) with cfg and fresh handler counters (th).
+ * 0 or net_server_start's -errno. */
+static int server_start(const struct net_config *cfg)
+{
+	memset(&th, 0, sizeof th);
+	th.ur = &ur;
+	th.file_fd = g_file_fd;
+	g_max_request_bytes = cfg->max_request_bytes;
+	int rc = net_server_start(&ur, cfg, &handler, &srv);
+	if (rc == 0)
+		g_port = net_server_port(srv);
+	return rc;
+}
+
+/* Stops the server, waits (bounded) until it is idle and frees it. */
+static void server_stop_free(void)
+{
+	net_server_stop(srv);
+	atomic_store(&g_client_done, 1);
+	settle(server_gone, 5000);
+	net_server_free(srv);
+	srv = NULL;
+}
+
 static void test_backpressure(const char *name, const struct net_config *cfg)
 {
 	struct cres r;
@@ -1144,15 +1149,10 @@ static void test_direct(const char *name, const struct net_config *cfg)
 static void run_direct_suite(const char *name, const struct net_config *cfg)
 {
 	tap_diag("suite: %s", name);
-	memset(&th, 0, sizeof th);
-	th.ur = &ur;
-	th.file_fd = g_file_fd;
-	g_max_request_bytes = cfg->max_request_bytes;
-	int rc = net_server_start(&ur, cfg, &handler, &srv);
+	int rc = server_start(cfg);
 	is_int(rc, 0, "%s: server starts", name);
 	if (rc)
 		return;
-	g_port = net_server_port(srv);
 	test_direct(name, cfg);
 	struct net_stats st;
 	net_server_stats(srv, &st);
@@ -1172,15 +1172,10 @@ static void run_direct_suite(const char *name, const struct net_config *cfg)
 static void run_suite(const char *name, const struct net_config *cfg)
 {
 	tap_diag("suite: %s", name);
-	memset(&th, 0, sizeof th);
-	th.ur = &ur;
-	th.file_fd = g_file_fd;
-	g_max_request_bytes = cfg->max_request_bytes;
-	int rc = net_server_start(&ur, cfg, &handler, &srv);
+	int rc = server_start(cfg);
 	is_int(rc, 0, "%s: server starts", name);
 	if (rc)
 		return;
-	g_port = net_server_port(srv);
 	ok(g_port != 0, "%s: ephemeral port %u", name, g_port);
 	struct net_stats st;
 	net_server_stats(srv, &st);
@@ -1308,19 +1303,14 @@ static void run_suite(const char *name, const struct net_config *cfg)
 static void test_ipv6(void)
 {
 	struct net_config cfg;
-	net_config_defaults(&cfg);
+	loopback_config(&cfg);
 	cfg.host = "[::1]";
-	cfg.port = 0;
-	memset(&th, 0, sizeof th);
-	th.ur = &ur;
-	th.file_fd = g_file_fd;
-	int rc = net_server_start(&ur, &cfg, &handler, &srv);
+	int rc = server_start(&cfg);
 	if (rc < 0) {
 		tap_diag("no IPv6 loopback here (%s): skipping", strerror(-rc));
 		ok(1, "# SKIP ipv6 unavailable");
 		return;
 	}
-	g_port = net_server_port(srv);
 	g_family = AF_INET6;
 	struct cres r;
 	memset(&r, 0, sizeof r);
@@ -1328,11 +1318,7 @@ static void test_ipv6(void)
 	ok(!r.failed, "ipv6 [::1]: round trip %s", r.why);
 	ok(strncmp(th.last_peer, "[::1]:", 6) == 0, "ipv6: peer address %s", th.last_peer);
 	g_family = AF_INET;
-	net_server_stop(srv);
-	atomic_store(&g_client_done, 1);
-	settle(server_gone, 5000);
-	net_server_free(srv);
-	srv = NULL;
+	server_stop_free();
 }
 
 static void *c_max_conns(void *arg)
@@ -1358,16 +1344,10 @@ static void *c_max_conns(void *arg)
 static void test_max_connections(void)
 {
 	struct net_config cfg;
-	net_config_defaults(&cfg);
-	cfg.host = "127.0.0.1";
-	cfg.port = 0;
+	loopback_config(&cfg);
 	cfg.max_connections = 1;
-	memset(&th, 0, sizeof th);
-	th.ur = &ur;
-	th.file_fd = g_file_fd;
-	if (net_server_start(&ur, &cfg, &handler, &srv) < 0)
+	if (server_start(&cfg) < 0)
 		BAIL_OUT("server start");
-	g_port = net_server_port(srv);
 	struct cres r;
 	memset(&r, 0, sizeof r);
 	run_client(c_max_conns, &r);
@@ -1416,6 +1396,25 @@ struct bench_arg {
 };
 
 static double tv_secs(const struct timeval *tv) { return (double)tv->tv_sec + tv->tv_usec / 1e6; }
+
+/* User + system CPU seconds from r0 to r1. */
+static double cpu_secs(const struct rusage *r0, const struct rusage *r1)
+{
+	return tv_secs(&r1->ru_utime) + tv_secs(&r1->ru_stime) - tv_secs(&r0->ru_utime) -
+	       tv_secs(&r0->ru_stime);
+}
+
+/* Sorts 3 samples: v[1] is the median. */
+static void sort3(double *v)
+{
+	for (int x = 0; x < 3; x++)
+		for (int y = x + 1; y < 3; y++)
+			if (v[y] < v[x]) {
+				double t = v[x];
+				v[x] = v[y];
+				v[y] = t;
+			}
+}
 
 static void *c_bench(void *arg)
 {
@@ -1479,8 +1478,7 @@ static void *c_bench(void *arg)
 	}
 	b->secs = (double)(st_mono_ns() - t0) / 1e9;
 	getrusage(RUSAGE_THREAD, &ru1);
-	b->client_cpu = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) - tv_secs(&ru0.ru_utime) -
-			tv_secs(&ru0.ru_stime);
+	b->client_cpu = cpu_secs(&ru0, &ru1);
 	free(scratch);
 	cres_take(&b->res, &s);
 	cs_free(&s);
@@ -1522,17 +1520,11 @@ static int bench(int argc, char **argv)
 		for (int k = 0; k < 3; k++) {
 			struct rusage ru0, ru1;
 			struct net_config cfg;
-			net_config_defaults(&cfg);
-			cfg.host = "127.0.0.1";
-			cfg.port = 0;
+			loopback_config(&cfg);
 			cfg.file_mode = runs[i].mode;
 			cfg.file_copy_below_bytes = runs[i].below;
-			memset(&th, 0, sizeof th);
-			th.ur = &ur;
-			th.file_fd = g_file_fd;
-			if (net_server_start(&ur, &cfg, &handler, &srv) < 0)
+			if (server_start(&cfg) < 0)
 				BAIL_OUT("server start");
-			g_port = net_server_port(srv);
 			static struct bench_arg b;
 			memset(&b, 0, sizeof b);
 			b.range_bytes = runs[i].range;
@@ -1543,30 +1535,14 @@ static int bench(int argc, char **argv)
 			total = b.total_bytes;
 			rate[k] = (double)b.total_bytes / (1 << 20) / b.secs;
 			/* Server CPU (reactor + io-wq workers) per GiB: the process minus the client. */
-			double all = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) -
-				     tv_secs(&ru0.ru_utime) - tv_secs(&ru0.ru_stime);
-			cpu[k] = (all - b.client_cpu) / ((double)b.total_bytes / (1 << 30));
+			cpu[k] = (cpu_secs(&ru0, &ru1) - b.client_cpu) /
+				 ((double)b.total_bytes / (1 << 30));
 			if (b.res.failed)
 				why = "FAILED";
-			net_server_stop(srv);
-			atomic_store(&g_client_done, 1);
-			settle(server_gone, 5000);
-			net_server_free(srv);
-			srv = NULL;
+			server_stop_free();
 		}
-		for (int x = 0; x < 3; x++) /* sort 3 */
-			for (int y = x + 1; y < 3; y++) {
-				if (rate[y] < rate[x]) {
-					double t = rate[x];
-					rate[x] = rate[y];
-					rate[y] = t;
-				}
-				if (cpu[y] < cpu[x]) {
-					double t = cpu[x];
-					cpu[x] = cpu[y];
-					cpu[y] = t;
-				}
-			}
+		sort3(rate);
+		sort3(cpu);
 		printf("# %-18s %5zu KiB ranges: %6.0f MiB/s (min %6.0f, max %6.0f), server CPU "
 		       "%5.2f s/GiB, %zu MiB %s\n", runs[i].name, runs[i].range >> 10, rate[1], rate[0],
 		       rate[2], cpu[1], total >> 20, why);
@@ -1599,13 +1575,7 @@ static void *c_rx_bench(void *arg)
 	getrusage(RUSAGE_THREAD, &ru0);
 	int64_t t0 = st_mono_ns();
 	for (size_t i = 0; i < n && !s.failed; i++)
-		for (size_t off = 0; off < flen && !s.failed;) {
-			ssize_t w = send(s.fd, s.out + off, flen - off, MSG_NOSIGNAL);
-			if (w > 0)
-				off += (size_t)w;
-			else if (w < 0 && errno != EINTR)
-				cs_fail(&s, "send: %s", strerror(errno));
-		}
+		cs_send_all(&s, s.out, flen);
 	s.out_off = s.out_len;
 	s.nreq = n; /* the echoed frame's sequence number */
 	cs_add(&s, 'E', 0, 0, 0, 0, 2);
@@ -1613,22 +1583,10 @@ static void *c_rx_bench(void *arg)
 		cs_run(&s, SIZE_MAX);
 	b->secs = (double)(st_mono_ns() - t0) / 1e9;
 	getrusage(RUSAGE_THREAD, &ru1);
-	b->client_cpu = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) - tv_secs(&ru0.ru_utime) -
-			tv_secs(&ru0.ru_stime);
+	b->client_cpu = cpu_secs(&ru0, &ru1);
 	cres_take(&b->res, &s);
 	cs_free(&s);
 	return NULL;
-}
-
-static void sort3(double *v)
-{
-	for (int x = 0; x < 3; x++)
-		for (int y = x + 1; y < 3; y++)
-			if (v[y] < v[x]) {
-				double t = v[x];
-				v[x] = v[y];
-				v[y] = t;
-			}
 }
 
 static int bench_rx(int argc, char **argv)
@@ -1661,17 +1619,11 @@ static int bench_rx(int argc, char **argv)
 			uint64_t direct_bytes = 0;
 			for (int k = 0; k < 3; k++) {
 				struct net_config cfg;
-				net_config_defaults(&cfg);
-				cfg.host = "127.0.0.1";
-				cfg.port = 0;
+				loopback_config(&cfg);
 				cfg.no_buf_ring = modes[m].no_buf_ring;
 				cfg.recv_direct_min_bytes = modes[m].direct_min;
-				memset(&th, 0, sizeof th);
-				th.ur = &ur;
-				th.file_fd = g_file_fd;
-				if (net_server_start(&ur, &cfg, &handler, &srv) < 0)
+				if (server_start(&cfg) < 0)
 					BAIL_OUT("server start");
-				g_port = net_server_port(srv);
 				static struct rx_bench_arg b;
 				memset(&b, 0, sizeof b);
 				b.frame_bytes = sizes[i];
@@ -1680,20 +1632,15 @@ static int bench_rx(int argc, char **argv)
 				getrusage(RUSAGE_SELF, &ru0);
 				run_client(c_rx_bench, &b);
 				getrusage(RUSAGE_SELF, &ru1);
-				double all = tv_secs(&ru1.ru_utime) + tv_secs(&ru1.ru_stime) -
-					     tv_secs(&ru0.ru_utime) - tv_secs(&ru0.ru_stime);
 				rate[k] = (double)b.total_bytes / (1 << 20) / b.secs;
-				cpu[k] = (all - b.client_cpu) / ((double)b.total_bytes / (1 << 30));
+				cpu[k] = (cpu_secs(&ru0, &ru1) - b.client_cpu) /
+					 ((double)b.total_bytes / (1 << 30));
 				if (b.res.failed)
 					why = "FAILED";
 				struct net_stats st;
 				net_server_stats(srv, &st);
 				direct_bytes += st.recv_direct_bytes;
-				net_server_stop(srv);
-				atomic_store(&g_client_done, 1);
-				settle(server_gone, 5000);
-				net_server_free(srv);
-				srv = NULL;
+				server_stop_free();
 			}
 			sort3(rate);
 			sort3(cpu);
@@ -1720,10 +1667,8 @@ int main(int argc, char **argv)
 		BAIL_OUT("uring_init");
 
 	struct net_config cfg;
-	net_config_defaults(&cfg);
+	loopback_config(&cfg);
 	ok(cfg.max_request_bytes == 104857600, "defaults: socket.request.max.bytes = 100 MiB");
-	cfg.host = "127.0.0.1";
-	cfg.port = 0;
 	cfg.max_request_bytes = 16 << 20;
 	cfg.max_outstanding_bytes = 1 << 20;
 	cfg.max_inflight_requests = 64;
@@ -1752,9 +1697,7 @@ int main(int argc, char **argv)
 	/* Direct receive off; then a small ring of small buffers that runs dry (-ENOBUFS) and a
 	 * low threshold, so that many frames switch. */
 	struct net_config dcfg;
-	net_config_defaults(&dcfg);
-	dcfg.host = "127.0.0.1";
-	dcfg.port = 0;
+	loopback_config(&dcfg);
 	dcfg.max_request_bytes = 16 << 20;
 	dcfg.recv_direct_min_bytes = 0;
 	run_direct_suite("buffer ring, direct recv off", &dcfg);
@@ -1768,9 +1711,7 @@ int main(int argc, char **argv)
 
 	/* Freed at once after start (an error path): the cancelled accept cleans up later. */
 	struct net_config quick;
-	net_config_defaults(&quick);
-	quick.host = "127.0.0.1";
-	quick.port = 0;
+	loopback_config(&quick);
 	struct net_server *s1 = NULL, *s3 = NULL;
 	ok(net_server_start(&ur, &quick, &handler, &s1) == 0, "start, then free at once");
 	net_server_stop(s1);

@@ -23,6 +23,8 @@ import json, os, socket, struct, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_segment_reader as ksr  # noqa: E402
+import tapkit  # noqa: E402
+from tapkit import ok  # noqa: E402
 
 TARGETS = ['producer', 'uncompressed', 'gzip', 'snappy', 'lz4', 'zstd']
 # The producers, in order, each writing N records to every topic: (client, codec, idempotent).
@@ -33,15 +35,6 @@ PRODUCERS = [('librdkafka', 'none', True), ('librdkafka', 'zstd', True), ('kafka
 CODEC_ID = {'none': 0, 'uncompressed': 0, 'gzip': 1, 'snappy': 2, 'lz4': 3, 'zstd': 4}
 N = 25                                                       # records per producer codec
 BASE_TS = int(time.time() * 1000) - 60000
-
-
-def ok(cond, desc):
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    print('# ' + msg, flush=True)
 
 
 def record(codec_idx, i):
@@ -435,4 +428,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    tapkit.run(main, 'recompress_test.py %s ran to the end' % sys.argv[1])

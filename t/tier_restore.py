@@ -6,7 +6,10 @@
 # uploaded; DeleteRecords on one partition), restore-errors, restore (settings, offsets, every
 # record identical, producing continues and tiers), after-restart, notier. Prints TAP lines
 # without a plan. Usage: tier_restore.py PHASE BOOTSTRAP STRATA_DIR
-import base64, glob, json, os, sys, time
+import base64, functools, glob, os, sys, time
+
+from tapkit import diag, ok, wait_until
+import tapkit
 
 phase, bs, sdir = sys.argv[1], sys.argv[2], sys.argv[3]
 BUCKET = os.path.join(sdir, 'bucket')
@@ -20,32 +23,8 @@ CONFIGS = {'segment.bytes': '8192', 'segment.ms': '1500', 'retention.ms': '86400
 TIMEOUT = 30
 
 
-def ok(cond, desc):
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    print('# ' + msg, flush=True)
-
-
-def load_state():
-    with open(STATE) as f:
-        return json.load(f)
-
-
-def save_state(st):
-    with open(STATE, 'w') as f:
-        json.dump(st, f)
-
-
-def wait_until(fn, timeout_s, step=0.2):
-    end = time.time() + timeout_s
-    while time.time() < end:
-        if fn():
-            return True
-        time.sleep(step)
-    return fn()
+load_state = functools.partial(tapkit.load_json, STATE)
+save_state = functools.partial(tapkit.save_json, STATE)
 
 
 def manifest(part, topic=TOPIC):
@@ -92,24 +71,8 @@ def local_topic_id(logdir, part=0):
 
 # --- clients -----------------------------------------------------------------------------------
 
-_admin = []
-
-
-def admin():
-    from confluent_kafka.admin import AdminClient
-    if not _admin:
-        _admin.append(AdminClient({'bootstrap.servers': bs}))
-    return _admin[0]
-
-
-def create(topic, parts, cfg):
-    from confluent_kafka.admin import NewTopic
-    f = admin().create_topics([NewTopic(topic, parts, 1, config=cfg)], request_timeout=60)
-    try:
-        f[topic].result(60)
-        return None
-    except Exception as e:  # noqa: BLE001 (the error is the answer)
-        return e
+admin = functools.partial(tapkit.admin, bs)
+create = functools.partial(tapkit.create_topic, bs)
 
 
 def topic_configs(topic):
@@ -168,24 +131,9 @@ def produce(topic, n, first, base_ts):
     return done, errs
 
 
-def consume(topic, part, start, timeout_s=90):
+def consume(topic, part, start):
     """Every record of a partition from start to its end (kafka-python), as lists."""
-    from kafka import KafkaConsumer, TopicPartition
-    tp = TopicPartition(topic, part)
-    c = KafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, fetch_max_wait_ms=200,
-                      max_partition_fetch_bytes=32768)
-    end = c.end_offsets([tp])[tp]
-    c.assign([tp])
-    c.seek(tp, start)
-    out = []
-    deadline = time.time() + timeout_s
-    while c.position(tp) < end and time.time() < deadline:
-        for recs in c.poll(timeout_ms=500).values():
-            for m in recs:
-                out.append([m.offset, m.key.decode() if m.key is not None else None, m.value.decode(),
-                            [[k, v.decode()] for k, v in (m.headers or [])], m.timestamp])
-    c.close()
-    return out
+    return tapkit.kp_read(bs, topic, part, start, timeout_s=90, fetch_bytes=32768)[0]
 
 
 def raw_delete_records(topic, part, offset):
@@ -342,10 +290,4 @@ PHASES = {'produce': phase_produce, 'restore-errors': phase_restore_errors, 'res
           'after-restart': phase_after_restart, 'notier': phase_notier}
 
 if __name__ == '__main__':
-    try:
-        PHASES[phase]()
-    except Exception as ex:  # noqa: BLE001 (a crash is a failure, shown)
-        import traceback
-        for line in traceback.format_exc().splitlines():
-            diag(line)
-        ok(False, 'phase %s ran to the end: %r' % (phase, ex))
+    tapkit.run(PHASES[phase], 'phase %s ran to the end' % phase)

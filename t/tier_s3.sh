@@ -20,29 +20,12 @@ if [ "$rc" = 2 ]; then
 	exit 0
 fi
 [ "$rc" = 0 ] || { echo "Bail out! could not start s3rver and the proxy"; exit 1; }
-n=0
-emit() { # numbers the plan-less TAP lines
-	while IFS= read -r line; do
-		case "$line" in
-		"ok "*|"not ok "*) n=$((n + 1)); echo "$line" | sed "s/^\(not ok\|ok\) /\1 $n /" ;;
-		*) echo "# $line" | sed 's/^# # /# /' ;;
-		esac
-	done
-}
 STRATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/strata-tier-s3.XXXXXX") || exit 1
-if ! strata_start --set log.retention.check.interval.ms=500 --set strata.tier.chunk.bytes=8192 \
+strata_start --set log.retention.check.interval.ms=500 --set strata.tier.chunk.bytes=8192 \
 	--set "strata.tier.url=s3://$S3_BUCKET/tiered" --set "strata.tier.s3.endpoint=$S3_ENDPOINT" \
-	--set strata.tier.s3.path.style=true --set strata.tier.retry.backoff.max.ms=500; then
-	echo "1..1"
-	echo "not ok 1 - stratad starts with an s3:// bucket"
-	exit 1
-fi
+	--set strata.tier.s3.path.style=true --set strata.tier.retry.backoff.max.ms=500 ||
+	tap_abort "stratad starts with an s3:// bucket"
 py() { TIER_S3=1 "$STRATA_PY" "$top_srcdir/t/tier_test.py" "$1" "$STRATA_BOOTSTRAP" "$STRATA_DIR" 2>&1; }
-check() { # check DESCRIPTION COMMAND...: one TAP line from a command's status
-	_d=$1
-	shift
-	if "$@"; then echo "ok - $_d"; else echo "not ok - $_d"; fi
-}
 log_lines() { wc -l < "$STRATA_DIR/stratad.log"; }
 logged_since() { tail -n +"$(($1 + 1))" "$STRATA_DIR/stratad.log" | grep -q "$2"; }
 # Waits (bounded, 60 s) until proxy counter $1 is above $2.
@@ -61,7 +44,7 @@ res="$STRATA_DIR/results"
 	py hot
 	py cold
 	py scrub-plant
-	check "clean restart" strata_restart
+	tap_result "clean restart" strata_restart
 	py restarted
 	py scrub-check
 
@@ -69,40 +52,39 @@ res="$STRATA_DIR/results"
 	py mark
 	e0=$(s3_stat upstream_errors)
 	l0=$(log_lines)
-	check "s3rver stopped" s3rver_stop
+	tap_result "s3rver stopped" s3rver_stop
 	py outage-produce
-	check "the backlog is logged" logged_since "$l0" "upload backlog"
-	check "stratad's S3 requests failed during the outage (proxy: upstream down)" \
+	tap_result "the backlog is logged" logged_since "$l0" "upload backlog"
+	tap_result "stratad's S3 requests failed during the outage (proxy: upstream down)" \
 		stat_above upstream_errors "${e0:-0}"
-	check "s3rver started again on port $S3RVER_PORT" s3rver_start
+	tap_result "s3rver started again on port $S3RVER_PORT" s3rver_start
 	py outage-restored
 
 	# Down across a restart, then SIGKILL with an upload half done: its index objects are in
 	# the bucket, its .log PUT is held by the proxy when the broker dies.
 	py mark
-	check "s3rver stopped again" s3rver_stop
-	check "restart with the bucket down" strata_restart
+	tap_result "s3rver stopped again" s3rver_stop
+	tap_result "restart with the bucket down" strata_restart
 	py earliest-down
 	py before-kill
 	f0=$(s3_stat faults)
-	check "the proxy will hold the next .log PUT for 3 s" \
+	tap_result "the proxy will hold the next .log PUT for 3 s" \
 		s3_proxy_ctl 'fault?action=delay&method=PUT&match=.log&count=1&delay_ms=3000'
-	check "s3rver started again" s3rver_start
-	check "a segment upload reached its .log PUT (held by the proxy)" stat_above faults "${f0:-0}"
+	tap_result "s3rver started again" s3rver_start
+	tap_result "a segment upload reached its .log PUT (held by the proxy)" stat_above faults "${f0:-0}"
 	strata_kill9
 	s3_proxy_ctl clear
 	py killed-mid-upload
-	check "restart after SIGKILL" strata_start_again
+	tap_result "restart after SIGKILL" strata_start_again
 	py after-kill
 
 	py corrupt
-	check "the damaged object is logged" grep -q "not served" "$STRATA_DIR/stratad.log"
+	tap_result "the damaged object is logged" grep -q "not served" "$STRATA_DIR/stratad.log"
 	py delete
-	check "clean shutdown" strata_stop
+	tap_result "clean shutdown" strata_stop
 	v=$(s3_stat verified)
 	m=$(s3_stat mismatch)
 	if [ "${v:-0}" -gt 0 ] && [ "${m:-1}" = 0 ]; then echo "ok - $v S3 requests, every signature valid"
 	else echo "not ok - S3 requests signed correctly (verified ${v:-?}, mismatch ${m:-?})"; fi
 } > "$res" 2>&1
-emit < "$res"
-echo "1..$n"
+tap_number < "$res"

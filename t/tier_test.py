@@ -11,7 +11,10 @@
 # or S3 through botocore when TIER_S3 is set (endpoint $S3_ENDPOINT, path style, credentials
 # $S3_ACCESS_KEY/$S3_SECRET_KEY, region $S3_REGION; bucket and key prefix from the broker's
 # strata.tier.url). Prints TAP lines without a plan. Usage: tier_test.py PHASE BOOTSTRAP STRATA_DIR
-import glob, json, os, socket, struct, subprocess, sys, time
+import functools, glob, os, socket, struct, subprocess, sys, time
+
+from tapkit import diag, ok, save_json, wait_until
+import tapkit
 
 phase, bs, sdir = sys.argv[1], sys.argv[2], sys.argv[3]
 LOG = os.path.join(sdir, 'log')
@@ -21,34 +24,12 @@ CTOPIC = 'tier-c'
 SEG = '16384'
 
 
-def ok(cond, desc):
-    print(('ok' if cond else 'not ok') + ' - ' + desc, flush=True)
-    return cond
-
-
-def diag(msg):
-    print('# ' + msg, flush=True)
-
-
 def load_state():
-    if os.path.exists(STATE):
-        with open(STATE) as f:
-            return json.load(f)
-    return {'expected': [], 'base_ts': int(time.time() * 1000) - 3600000, 'next': 0}
+    return tapkit.load_json(STATE, {'expected': [], 'base_ts': int(time.time() * 1000) - 3600000,
+                                    'next': 0})
 
 
-def save_state(st):
-    with open(STATE, 'w') as f:
-        json.dump(st, f)
-
-
-def wait_until(fn, timeout_s, step=0.2):
-    end = time.time() + timeout_s
-    while time.time() < end:
-        if fn():
-            return True
-        time.sleep(step)
-    return fn()
+save_state = functools.partial(save_json, STATE)
 
 
 def local_bases(topic, part):
@@ -257,25 +238,8 @@ def manifest_frozen(end0):
 
 # --- admin -------------------------------------------------------------------------------------
 
-_admin = []
-
-
-def admin():
-    # Kept alive: futures of a destroyed client fail with _DESTROY.
-    from confluent_kafka.admin import AdminClient
-    if not _admin:
-        _admin.append(AdminClient({'bootstrap.servers': bs}))
-    return _admin[0]
-
-
-def create(topic, parts, cfg):
-    from confluent_kafka.admin import NewTopic
-    f = admin().create_topics([NewTopic(topic, parts, 1, config=cfg)])
-    try:
-        f[topic].result(30)
-        return None
-    except Exception as e:  # noqa: BLE001 (the error is the answer)
-        return e
+admin = functools.partial(tapkit.admin, bs)
+create = functools.partial(tapkit.create_topic, bs)
 
 
 def alter(topic, cfg):
@@ -341,24 +305,9 @@ def end_offset(topic, part):
     return e
 
 
-def consume_kp(topic, part, timeout_s=60):
-    """Every record from offset 0 to the end, with kafka-python."""
-    from kafka import KafkaConsumer, TopicPartition
-    tp = TopicPartition(topic, part)
-    c = KafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, fetch_max_wait_ms=200,
-                      max_partition_fetch_bytes=65536)
-    end = c.end_offsets([tp])[tp]
-    c.assign([tp])
-    c.seek(tp, 0)
-    out = []
-    deadline = time.time() + timeout_s
-    while c.position(tp) < end and time.time() < deadline:
-        for recs in c.poll(timeout_ms=500).values():
-            for m in recs:
-                out.append([m.offset, m.key.decode() if m.key is not None else None, m.value.decode(),
-                            [[k, v.decode()] for k, v in (m.headers or [])], m.timestamp])
-    c.close()
-    return out, end
+def consume_kp(topic, part):
+    """Every record from offset 0 to the end, with kafka-python: (records, end)."""
+    return tapkit.kp_read(bs, topic, part)
 
 
 def consume_kcat(topic, part):
@@ -731,8 +680,12 @@ def phase_scrub_check():
             BUCKET.delete(k)
 
 
-{'hot': phase_hot, 'cold': phase_cold, 'restarted': phase_restarted,
- 'scrub-plant': phase_scrub_plant, 'earliest-down': phase_earliest_down, 'scrub-check': phase_scrub_check,
- 'mark': phase_mark, 'outage-produce': phase_outage_produce, 'outage-restored': phase_outage_restored,
- 'before-kill': phase_before_kill, 'killed-mid-upload': phase_killed_mid_upload, 'after-kill': phase_after_kill, 'corrupt': phase_corrupt,
- 'delete': phase_delete}[phase]()
+PHASES = {'hot': phase_hot, 'cold': phase_cold, 'restarted': phase_restarted,
+          'scrub-plant': phase_scrub_plant, 'earliest-down': phase_earliest_down,
+          'scrub-check': phase_scrub_check, 'mark': phase_mark, 'outage-produce': phase_outage_produce,
+          'outage-restored': phase_outage_restored, 'before-kill': phase_before_kill,
+          'killed-mid-upload': phase_killed_mid_upload, 'after-kill': phase_after_kill,
+          'corrupt': phase_corrupt, 'delete': phase_delete}
+
+if __name__ == '__main__':
+    tapkit.run(PHASES[phase], 'phase %s ran to the end' % phase)

@@ -343,16 +343,30 @@ static bool flip_in_place(const char *path, off_t pos)
 	return good;
 }
 
-static int count_cache_files(const char *cdir)
+/* Number of the cache's files in cdir; their bytes into *bytes (may be NULL). */
+static int count_cache_files_bytes(const char *cdir, int64_t *bytes)
 {
 	int n = 0;
+	int64_t sum = 0;
 	DIR *d = opendir(cdir);
 	struct dirent *de;
-	while (d && (de = readdir(d)))
-		n += de->d_name[0] == 'c';
+	while (d && (de = readdir(d))) {
+		struct stat st;
+		if (de->d_name[0] != 'c' || fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+			continue;
+		n++;
+		sum += (int64_t)st.st_size;
+	}
 	if (d)
 		closedir(d);
+	if (bytes)
+		*bytes = sum;
 	return n;
+}
+
+static int count_cache_files(const char *cdir)
+{
+	return count_cache_files_bytes(cdir, NULL);
 }
 
 /* The read cache on a file:// bucket: chunks verified in the bucket's own files (direct) or
@@ -440,9 +454,13 @@ static void test_rcache(bool direct)
 		ok(st.local_bytes == st.download_bytes && st.local_bytes > 0 && count_cache_files(cdir) == 0,
 		   "direct: every chunk verified in the bucket's file (%" PRId64 " bytes), none copied",
 		   st.local_bytes);
-	else
-		ok(st.local_bytes == 0 && count_cache_files(cdir) > 0,
-		   "copy: chunks are files in the cache directory (%d)", count_cache_files(cdir));
+	else {
+		int64_t dir_bytes;
+		int files = count_cache_files_bytes(cdir, &dir_bytes);
+		ok(st.local_bytes == 0 && files > 0 && dir_bytes <= cfg.max_bytes,
+		   "copy: chunks are files in the cache directory, within the bound (%d files, %" PRId64
+		   " bytes)", files, dir_bytes);
+	}
 
 	/* Timestamp lookups, record-exact, also inside compressed batches. */
 	int64_t o, ts;

@@ -54,7 +54,8 @@ ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                 help='extra broker setting (repeatable), e.g. strata.tier.chunk.bytes=8388608')
 ap.add_argument('--json', help='write every measurement to this file')
 ap.add_argument('--perf', metavar='PREFIX', help='perf record -g the broker during the first pass of '
-                'the last file:// round into PREFIX.data (perf report --sort pid tells threads apart)')
+                'the last round into PREFIX.data and PREFIX.s3.data (perf report --sort pid tells '
+                'threads apart)')
 ap.add_argument('--keep', action='store_true', help='keep the data directories')
 a = ap.parse_args()
 
@@ -292,10 +293,11 @@ def med(xs):
 def report(rs, indent='  '):
     def line(label, pass_, kind):
         runs = [r[pass_][kind] for r in rs]
-        print('%s%-27s median %5.0f MB/s  runs %-30s CPU %.2f s/GB (broker %.2f), client %.2f cores, %.1f MB/fetch'
+        per = ', %.1f MB/fetch' % med([x['bytes'] / x['requests'] / 1e6 for x in runs]) if a.client == 'raw' else ''
+        print('%s%-27s median %5.0f MB/s  runs %-30s CPU %.2f s/GB (broker %.2f), client %.2f cores%s'
               % (indent, label, med([x['mbs'] for x in runs]), ', '.join('%.0f' % x['mbs'] for x in runs),
                  med([x['cpu_s_per_gb'] for x in runs]), med([x['broker_cpu_s_per_gb'] for x in runs]),
-                 med([x['client_cores'] for x in runs]), med([x['bytes'] / x['requests'] / 1e6 for x in runs])))
+                 med([x['client_cores'] for x in runs]), per))
     line('hot (pass 1):', 'empty', 'hot')
     line('cold, empty read cache:', 'empty', 'cold')
     line('hot (pass 2):', 'warm', 'hot')
@@ -498,7 +500,7 @@ try:
         print('  upload: %d bytes (%d segments) in %.2f s = %.0f MB/s' % (up_bytes, n_objs, up_s, up_bytes / up_s / 1e6))
         sff = first_fetch(sb, 'cold', s3_upto // 2, a.s3_rounds)
         print_ff('  cold first fetch after a restart', sff)
-        srs = rounds(sb, a.s3_rounds, s3_upto, a.s3_pause_ms / 1000)
+        srs = rounds(sb, a.s3_rounds, s3_upto, a.s3_pause_ms / 1000, a.perf and a.perf + '.s3')
         report(srs)
         RESULTS['s3rver'] = {'upload': {'bytes': up_bytes, 's': up_s, 'mbs': up_bytes / up_s / 1e6},
                              'first_fetch': sff, 'rounds': srs}

@@ -67,9 +67,7 @@ struct rcache_chunk {
 	int64_t base;                   /* where the chunk starts in fd (0 in a cache file) */
 	bool local;                     /* fd is the bucket's own file (file://), not a copy */
 	bool detached;                  /* out of the tables; freed by the last slice release */
-	dev_t dev;                      /* local: the file as it was verified (see local_changed) */
-	ino_t ino;
-	off_t size;
+	off_t size;                     /* local: the file as it was verified (see local_changed) */
 	struct timespec ctime;
 	int64_t len;
 	int64_t first_offset, next_offset;
@@ -192,6 +190,9 @@ static struct rcache_chunk *chunk_find(struct rcache *rc, const char *key, int32
 	return NULL;
 }
 
+/* A cache file is never reused for another chunk, even though writing into its existing pages
+ * would be cheaper than into new ones: a send of the old chunk spliced those pages into socket
+ * buffers, which may still hold them (zero copy) after the slice was released. */
 static void chunk_free(struct rcache *rc, struct rcache_chunk *c)
 {
 	if (c->fd >= 0) {
@@ -257,7 +258,9 @@ static void evict_locked(struct rcache *rc)
 		struct rcache_chunk *prev = c->lru_prev;
 		bool fresh = c->state == ST_READY && c->demand && !c->read &&
 			     now - c->ready_ms < RC_FRESH_HOLD_MS;
-		if (c->refs == 0 && c->state != ST_LOADING && !fresh) {
+		/* a failure is remembered for its hold time (it holds no bytes) */
+		bool held = c->state == ST_FAILED && now < c->fail_until_ms;
+		if (c->refs == 0 && c->state != ST_LOADING && !fresh && !held) {
 			if (c->state == ST_READY)
 				rc->st.evictions++;
 			chunk_remove(rc, c);
@@ -1068,6 +1071,13 @@ void rcache_close(struct rcache *rc)
 {
 	if (!rc)
 		return;
+	pthread_mutex_lock(&rc->lock);
+	rc->stop = true;
+	pthread_cond_broadcast(&rc->cond);
+	pthread_mutex_unlock(&rc->lock);
+	for (int i = 0; i < rc->n_threads; i++)
+		pthread_join(rc->threads[i], NULL);
+	free(rc->threads);
 	if (rc->st.hits || rc->st.misses)
 		slog_info("tier", "read cache: %" PRId64 " reads served, %" PRId64 " waited for a download; "
 			  "%" PRId64 " chunks verified (%" PRId64 " bytes, %" PRId64 " of them in place in "
@@ -1076,13 +1086,6 @@ void rcache_close(struct rcache *rc)
 			  rc->st.hits, rc->st.misses, rc->st.downloads, rc->st.download_bytes,
 			  rc->st.local_bytes, rc->st.prefetches, rc->st.evictions, rc->st.download_errors,
 			  rc->st.corrupt, rc->st.job_cpu_ns / 1000000);
-	pthread_mutex_lock(&rc->lock);
-	rc->stop = true;
-	pthread_cond_broadcast(&rc->cond);
-	pthread_mutex_unlock(&rc->lock);
-	for (int i = 0; i < rc->n_threads; i++)
-		pthread_join(rc->threads[i], NULL);
-	free(rc->threads);
 	struct job *j;
 	while ((j = ring_pop(&rc->demand)) || (j = ring_pop(&rc->prefetch)))
 		free(j);

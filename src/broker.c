@@ -4,8 +4,8 @@
  * Does not speak the wire protocol and does not decide anything about clients.
  *
  * Threads: everything runs on the reactor except the topic worker (one thread), which does the
- * blocking part of creating, growing and deleting topics (and reading the bucket for a
- * restore). A job is built on the reactor (name reserved, settings and the broker config
+ * blocking part of creating, growing, reconfiguring and deleting topics (and reading the bucket
+ * for a restore). A job is built on the reactor (name reserved, settings and the broker config
  * copied), touched only by the worker while queued or running, and finished on the reactor
  * after the worker posts it to the done list and kicks an eventfd read on the ring. The worker
  * touches no reactor state: it opens logs (log_open touches no ring), pstate and tier parts
@@ -39,7 +39,7 @@
 #define JOBS_BUCKETS 256
 #define TOPIC_META_MAX_BYTES 16384
 
-enum job_kind { JOB_CREATE = 1, JOB_ADD_PARTITIONS, JOB_DELETE };
+enum job_kind { JOB_CREATE = 1, JOB_ADD_PARTITIONS, JOB_DELETE, JOB_CONFIG };
 
 /* One topic operation. Reactor-only fields: hash_next, waiters, target. While queued or running
  * the worker owns the rest; the reactor reads them again only once the job is done. */
@@ -50,9 +50,13 @@ struct topic_job {
 	struct topic *target;           /* add partitions: the topic that grows */
 	enum job_kind kind;
 	bool cancelled;                 /* under jobs->lock */
+	bool ran;                       /* under jobs->lock: the worker is done with it */
+	/* under jobs->lock, config: an earlier change of the topic's settings, which this one
+	 * builds on, failed (kerr and why say so; set while queued) */
+	bool dep_failed;
 	char name[BROKER_TOPIC_NAME_MAX + 1];
 	/* create: the topic being built (inserted when done); add: a scratch copy of the target's
-	 * name, id and settings; delete: NULL */
+	 * name, id and settings; config: the same with the new settings; delete: NULL */
 	struct topic *t;
 	struct cfg bconf;               /* the broker settings when queued (a reload may change them) */
 	bool have_bconf;
@@ -269,9 +273,18 @@ static bool hook_segment_deletable(void *ctx, struct log *l, int64_t base_offset
 	return !p->tier || tier_part_deletable(p->tier, base_offset);
 }
 
-static void tier_part_cfg(const struct broker *b, const struct topic *t, struct tier_part_config *pc)
+/* The topic's settings (and the broker's) in force on its partitions' logs and tier parts. */
+static void topic_apply_config(struct broker *b, struct topic *t)
 {
-	tier_part_config_from(&t->cfg, b->conf, pc);
+	struct log_config lc;
+	broker_log_config(b, t, &lc);
+	struct tier_part_config tpc;
+	tier_part_config_from(&t->cfg, b->conf, &tpc);
+	for (int32_t i = 0; i < t->n_partitions; i++) {
+		log_set_config(t->parts[i]->log, &lc);
+		if (t->parts[i]->tier)
+			tier_part_set_config(t->parts[i]->tier, &tpc);
+	}
 }
 
 /* The topic manifest in the bucket follows the topic's settings and partition count. */
@@ -511,13 +524,9 @@ static void topic_meta_remove(struct broker *b, const char *name)
 	unlink(mpath);
 }
 
-/* Reactor: the metadata file, then the bucket's topic manifest follows. */
-static int topic_save(struct broker *b, const struct topic *t, int32_t n_partitions)
+int broker_write_meta_file(struct broker *b, const char *name, const char *data, size_t len)
 {
-	int rc = topic_meta_write(b, t, n_partitions);
-	if (rc == 0)
-		tier_topic_sync(b, t, n_partitions);
-	return rc;
+	return write_file_atomic(b->meta_dir, name, data, len);
 }
 
 static void topic_insert(struct broker *b, struct topic *t)
@@ -1030,13 +1039,48 @@ static void job_delete(struct broker *b, struct topic_job *j)
 	j->kerr = KERR_NONE;
 }
 
+/* Worker: the new settings reach the metadata file (the old file stays when this fails, so the
+ * old settings stay in force, on disk and on the reactor). */
+static void job_config(struct broker *b, struct topic_job *j)
+{
+	int rc = topic_meta_write(b, j->t, j->to);
+	if (rc < 0) {
+		snprintf(j->why, sizeof j->why, "cannot save the settings of topic %s: %s", j->name,
+			 strerror(-rc));
+		slog_error("broker", "topic=%s: %s", j->name, j->why);
+		j->kerr = KERR_UNKNOWN_SERVER_ERROR;
+		return;
+	}
+	j->kerr = KERR_NONE;
+}
+
 static void job_run(struct broker *b, struct topic_job *j)
 {
 	switch (j->kind) {
 	case JOB_CREATE: job_create(b, j); break;
 	case JOB_ADD_PARTITIONS: job_add(b, j); break;
 	case JOB_DELETE: job_delete(b, j); break;
+	case JOB_CONFIG: job_config(b, j); break;
 	}
+}
+
+/* Under J->lock: j, a change of settings that builds on failed (failed itself, or was built on
+ * one that did), fails too instead of running. */
+static void config_dep_fail(struct topic_job *j, const struct topic_job *failed)
+{
+	j->dep_failed = true;
+	j->kerr = failed->kerr;
+	snprintf(j->why, sizeof j->why, "not applied: an earlier change of the settings of topic %s, "
+		 "which this one builds on, failed: %.400s", j->name, failed->why);
+}
+
+/* Under J->lock, worker: a change of settings failed: those of the same topic queued behind it
+ * were built on it and fail too (same topic: same id; a name may be deleted and made again). */
+static void config_fail_followers(struct broker_jobs *J, const struct topic_job *failed)
+{
+	for (struct topic_job *q = J->q_head; q; q = q->next)
+		if (q->kind == JOB_CONFIG && !q->dep_failed && memcmp(q->t->id, failed->t->id, 16) == 0)
+			config_dep_fail(q, failed);
 }
 
 /* Test hook: holds the job while the gate file exists. True when the job was cancelled. */
@@ -1071,17 +1115,22 @@ static void *topic_worker(void *arg)
 			J->q_tail = NULL;
 		j->next = NULL;
 		J->running = j;
-		bool cancelled = j->cancelled;
+		bool cancelled = j->cancelled, dep_failed = j->dep_failed;
 		pthread_mutex_unlock(&J->lock);
-		if (!cancelled)
+		if (!cancelled && !dep_failed)
 			cancelled = gate_hold(J, j);
-		if (cancelled) {
+		if (dep_failed) {
+			/* kerr and why were set with dep_failed */
+		} else if (cancelled) {
 			j->kerr = KERR_REQUEST_TIMED_OUT;
 			snprintf(j->why, sizeof j->why, "not done: the broker is shutting down");
 		} else {
 			job_run(b, j);
 		}
 		pthread_mutex_lock(&J->lock);
+		if (j->kind == JOB_CONFIG && j->kerr != KERR_NONE)
+			config_fail_followers(J, j);
+		j->ran = true;
 		J->running = NULL;
 		if (J->done_tail)
 			J->done_tail->next = j;
@@ -1143,7 +1192,31 @@ static int job_admit(struct broker *b, char *why, size_t why_len)
 	return KERR_NONE;
 }
 
+/* Admission of a job on existing topic t: none while partitions are being added to it (the
+ * worker rewrites its metadata file then), else job_admit. */
+static int job_admit_on(struct broker *b, const struct topic *t, char *why, size_t why_len)
+{
+	if (t->job) {
+		snprintf(why, why_len, "Partitions are being added to topic %s; retry when done.",
+			 t->name);
+		return KERR_REASSIGNMENT_IN_PROGRESS;
+	}
+	return job_admit(b, why, why_len);
+}
+
 static void arm_efd(struct broker *b);
+
+/* Reactor: the topic a change of settings was for, if it is still there (by name and id: it may
+ * have been deleted, and even made again, meanwhile); it no longer waits for j. */
+static struct topic *config_target_done(struct broker *b, struct topic_job *j)
+{
+	struct topic *t = broker_find_topic(b, j->name, strlen(j->name));
+	if (!t || memcmp(t->id, j->t->id, 16) != 0)
+		return NULL;
+	if (t->cfg_job == j)
+		t->cfg_job = NULL;
+	return t;
+}
 
 /* Finishes j on the reactor: the topic goes in (or its partitions), waiters are told, j freed. */
 static void job_finish(struct broker *b, struct topic_job *j)
@@ -1151,9 +1224,11 @@ static void job_finish(struct broker *b, struct topic_job *j)
 	struct broker_jobs *J = b->jobs;
 	ST_ASSERT(J->n_jobs > 0);
 	J->n_jobs--;
-	struct topic *res = NULL;
+	struct topic *res = NULL, *cfg_target = NULL;
 	if (j->kind == JOB_ADD_PARTITIONS)
 		j->target->job = NULL;
+	else if (j->kind == JOB_CONFIG)
+		cfg_target = config_target_done(b, j);
 	else
 		job_unhash(b, j);
 	if (j->kerr == KERR_NONE) {
@@ -1186,6 +1261,24 @@ static void job_finish(struct broker *b, struct topic_job *j)
 		case JOB_DELETE:
 			slog_info("broker", "topic=%s deleted", j->name);
 			break;
+		case JOB_CONFIG: {
+			struct topic *t = cfg_target;
+			if (!t) {
+				j->kerr = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+				snprintf(j->why, sizeof j->why, "Topic '%s' was deleted before its new "
+					 "settings took effect.", j->name);
+				break;
+			}
+			/* durable now: in force (the old settings go with j) */
+			struct cfg old = t->cfg;
+			t->cfg = j->t->cfg;
+			j->t->cfg = old;
+			topic_apply_config(b, t);
+			tier_topic_sync(b, t, t->n_partitions);
+			slog_info("broker", "topic=%s settings changed", t->name);
+			res = t;
+			break;
+		}
 		}
 	} else if (j->kind == JOB_DELETE) {
 		slog_error("broker", "topic=%s: %s", j->name, j->why);
@@ -1248,10 +1341,14 @@ static void arm_efd(struct broker *b)
 	uring_submit(b->ur);
 }
 
-static void job_enqueue(struct broker *b, struct topic_job *j)
+/* Queues j for the worker. base: the change of settings j builds on, or NULL. */
+static void job_enqueue(struct broker *b, struct topic_job *j, const struct topic_job *base)
 {
 	struct broker_jobs *J = b->jobs;
 	pthread_mutex_lock(&J->lock);
+	/* A base still queued or running: the worker fails j if base fails (config_fail_followers). */
+	if (base && base->ran && base->kerr != KERR_NONE)
+		config_dep_fail(j, base);
 	if (J->q_tail)
 		J->q_tail->next = j;
 	else
@@ -1262,13 +1359,25 @@ static void job_enqueue(struct broker *b, struct topic_job *j)
 	arm_efd(b);
 }
 
+/* The end of an *_async call: j, built and reserved when err is KERR_NONE, goes to the worker
+ * with w; else err (j was not built). base: as job_enqueue. */
+static int job_submit(struct broker *b, int err, struct topic_job *j, const struct topic_job *base,
+		      struct broker_waiter *w)
+{
+	if (err != KERR_NONE)
+		return err;
+	job_add_waiter(j, w);
+	job_enqueue(b, j, base);
+	return KERR_NONE;
+}
+
 /* The synchronous path (startup, tests): the job runs here. */
 struct sync_wait {
 	struct broker_waiter w;
 	struct topic *t;
 	int kerr;
 	bool done;
-	char why[512];
+	char why[1024];
 };
 
 static void sync_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
@@ -1278,6 +1387,23 @@ static void sync_done(struct broker_waiter *w, int kerr, struct topic *t, const 
 	s->kerr = kerr;
 	snprintf(s->why, sizeof s->why, "%s", why);
 	s->done = true;
+}
+
+/* Runs j (built and reserved) here and finishes it: its Kafka error, with why when not
+ * KERR_NONE, else the topic in *out (may be NULL). */
+static int job_run_here(struct broker *b, struct topic_job *j, struct topic **out, char *why,
+			size_t why_len)
+{
+	struct sync_wait sw = { .w.done = sync_done };
+	job_add_waiter(j, &sw.w);
+	job_run(b, j);
+	job_finish(b, j);
+	ST_ASSERT(sw.done);
+	if (sw.kerr != KERR_NONE)
+		snprintf(why, why_len, "%s", sw.why);
+	else if (out)
+		*out = sw.t;
+	return sw.kerr;
 }
 
 static int jobs_open(struct broker *b, char *why, size_t why_len)
@@ -1453,13 +1579,9 @@ int broker_create_topic_async(struct broker *b, const char *name, size_t len,
 			      const struct broker_topic_spec *spec, struct broker_waiter *w,
 			      char *why, size_t why_len)
 {
-	struct topic_job *j;
+	struct topic_job *j = NULL;
 	int err = create_job(b, name, len, spec, &j, why, why_len);
-	if (err != KERR_NONE)
-		return err;
-	job_add_waiter(j, w);
-	job_enqueue(b, j);
-	return KERR_NONE;
+	return job_submit(b, err, j, NULL, w);
 }
 
 int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t partitions,
@@ -1473,18 +1595,7 @@ int broker_create_topic(struct broker *b, const char *name, size_t len, int32_t 
 	int err = create_job(b, name, len, &spec, &j, why, why_len);
 	if (err != KERR_NONE)
 		return err;
-	struct sync_wait sw = { .w.done = sync_done };
-	job_add_waiter(j, &sw.w);
-	job_run(b, j);
-	job_finish(b, j);
-	ST_ASSERT(sw.done);
-	if (sw.kerr != KERR_NONE) {
-		snprintf(why, why_len, "%s", sw.why);
-		return sw.kerr;
-	}
-	if (out)
-		*out = sw.t;
-	return KERR_NONE;
+	return job_run_here(b, j, out, why, why_len);
 }
 
 bool broker_wait_topic(struct broker *b, const char *name, size_t len, struct broker_waiter *w)
@@ -1501,12 +1612,7 @@ bool broker_wait_topic(struct broker *b, const char *name, size_t len, struct br
 static int delete_job(struct broker *b, struct topic *t, struct topic_job **out, char *why,
 		      size_t why_len)
 {
-	if (t->job) {
-		snprintf(why, why_len, "Partitions are being added to topic %s; retry when done.",
-			 t->name);
-		return KERR_REASSIGNMENT_IN_PROGRESS;
-	}
-	int err = job_admit(b, why, why_len);
+	int err = job_admit_on(b, t, why, why_len);
 	if (err != KERR_NONE)
 		return err;
 	struct topic_job *j = calloc(1, sizeof *j);
@@ -1533,13 +1639,9 @@ static int delete_job(struct broker *b, struct topic *t, struct topic_job **out,
 int broker_delete_topic_async(struct broker *b, struct topic *t, struct broker_waiter *w,
 			      char *why, size_t why_len)
 {
-	struct topic_job *j;
+	struct topic_job *j = NULL;
 	int err = delete_job(b, t, &j, why, why_len);
-	if (err != KERR_NONE)
-		return err;
-	job_add_waiter(j, w);
-	job_enqueue(b, j);
-	return KERR_NONE;
+	return job_submit(b, err, j, NULL, w);
 }
 
 int broker_delete_topic(struct broker *b, struct topic *t)
@@ -1550,10 +1652,7 @@ int broker_delete_topic(struct broker *b, struct topic *t)
 		slog_error("broker", "topic=%s: %s", t->name, why);
 		return -EBUSY;
 	}
-	job_run(b, j);
-	int rc = j->kerr == KERR_NONE ? 0 : -EIO;
-	job_finish(b, j);
-	return rc;
+	return job_run_here(b, j, NULL, why, sizeof why) == KERR_NONE ? 0 : -EIO;
 }
 
 static int add_partitions_check(struct topic *t, int32_t new_total, char *why, size_t why_len)
@@ -1572,7 +1671,32 @@ static int add_partitions_check(struct topic *t, int32_t new_total, char *why, s
 			 "done.", t->name);
 		return KERR_REASSIGNMENT_IN_PROGRESS;
 	}
+	/* The growth rewrites the metadata file with the settings of now: not while a change of
+	 * them is queued (it would undo it, or keep it when it fails). */
+	if (t->cfg_job) {
+		snprintf(why, why_len, "The settings of topic %s are being changed; retry when done.",
+			 t->name);
+		return KERR_REASSIGNMENT_IN_PROGRESS;
+	}
 	return KERR_NONE;
+}
+
+/* A job on t's topic with t's name, id and kind; its topic is a scratch copy of t with settings
+ * tc (those of t when NULL). NULL when out of memory. */
+static struct topic_job *job_on_topic(const struct topic *t, enum job_kind kind, const struct cfg *tc)
+{
+	struct topic_job *j = calloc(1, sizeof *j);
+	struct topic *scratch = j ? topic_new(t->name, strlen(t->name), tc ? tc : &t->cfg) : NULL;
+	if (!scratch) {
+		free(j);
+		return NULL;
+	}
+	memcpy(scratch->id, t->id, 16);
+	scratch->internal = t->internal;
+	j->kind = kind;
+	j->t = scratch;
+	snprintf(j->name, sizeof j->name, "%s", t->name);
+	return j;
 }
 
 static int add_job(struct broker *b, struct topic *t, int32_t new_total, struct topic_job **out,
@@ -1585,23 +1709,17 @@ static int add_job(struct broker *b, struct topic *t, int32_t new_total, struct 
 		return err;
 	/* Room for the new partitions now: finishing cannot fail. */
 	struct partition **np = realloc(t->parts, (size_t)new_total * sizeof *np);
-	struct topic_job *j = np ? calloc(1, sizeof *j) : NULL;
+	struct topic_job *j = np ? job_on_topic(t, JOB_ADD_PARTITIONS, NULL) : NULL;
 	if (np)
 		t->parts = np;
-	struct topic *scratch = j ? topic_new(t->name, strlen(t->name), &t->cfg) : NULL;
-	if (!scratch || cfg_copy(&j->bconf, b->conf) < 0) {
-		topic_shell_free(scratch);
-		free(j);
+	if (!j || cfg_copy(&j->bconf, b->conf) < 0) {
+		if (j)
+			job_free(j);
 		snprintf(why, why_len, "out of memory");
 		return KERR_UNKNOWN_SERVER_ERROR;
 	}
 	j->have_bconf = true;
-	memcpy(scratch->id, t->id, 16);
-	scratch->internal = t->internal;
-	j->kind = JOB_ADD_PARTITIONS;
-	j->t = scratch;
 	j->target = t;
-	snprintf(j->name, sizeof j->name, "%s", t->name);
 	j->from = t->n_partitions;
 	j->to = new_total;
 	t->job = j;
@@ -1613,13 +1731,9 @@ static int add_job(struct broker *b, struct topic *t, int32_t new_total, struct 
 int broker_add_partitions_async(struct broker *b, struct topic *t, int32_t new_total,
 				struct broker_waiter *w, char *why, size_t why_len)
 {
-	struct topic_job *j;
+	struct topic_job *j = NULL;
 	int err = add_job(b, t, new_total, &j, why, why_len);
-	if (err != KERR_NONE)
-		return err;
-	job_add_waiter(j, w);
-	job_enqueue(b, j);
-	return KERR_NONE;
+	return job_submit(b, err, j, NULL, w);
 }
 
 int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, bool validate_only,
@@ -1631,42 +1745,56 @@ int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, 
 	int err = add_job(b, t, new_total, &j, why, why_len);
 	if (err != KERR_NONE)
 		return err;
-	job_run(b, j);
-	err = j->kerr;
+	return job_run_here(b, j, NULL, why, why_len);
+}
+
+/* Builds a change of t's settings to tc (not queued); it is t's newest now. */
+static int config_job(struct broker *b, struct topic *t, const struct cfg *tc,
+		      struct topic_job **out, char *why, size_t why_len)
+{
+	int err = job_admit_on(b, t, why, why_len);
 	if (err != KERR_NONE)
-		snprintf(why, why_len, "%s", j->why);
-	job_finish(b, j);
-	return err;
+		return err;
+	struct topic_job *j = job_on_topic(t, JOB_CONFIG, tc);
+	if (!j) {
+		snprintf(why, why_len, "out of memory");
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	j->to = t->n_partitions;
+	t->cfg_job = j;
+	b->jobs->n_jobs++;
+	*out = j;
+	return KERR_NONE;
+}
+
+int broker_set_topic_config_async(struct broker *b, struct topic *t, const struct cfg *topic_cfg,
+				  struct broker_waiter *w, char *why, size_t why_len)
+{
+	const struct topic_job *base = t->cfg_job;
+	struct topic_job *j = NULL;
+	int err = config_job(b, t, topic_cfg, &j, why, why_len);
+	return job_submit(b, err, j, base, w);
+}
+
+const struct cfg *broker_topic_config_next(const struct topic *t)
+{
+	/* The worker only reads the queued job's settings: reading them here too is safe. */
+	return t->cfg_job ? &t->cfg_job->t->cfg : &t->cfg;
 }
 
 int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg *topic_cfg)
 {
-	/* The worker writes t's metadata file while it adds partitions. */
-	if (t->job)
+	/* Queued changes would land after this one: it would not be the newest. */
+	if (t->cfg_job)
 		return -EBUSY;
-	struct cfg nc;
-	int rc = cfg_copy(&nc, topic_cfg);
-	if (rc < 0)
-		return rc;
-	/* Persist first: a failed save must leave the old settings in force, on disk and here. */
-	struct cfg old = t->cfg;
-	t->cfg = nc;
-	if ((rc = topic_save(b, t, t->n_partitions)) < 0) {
-		t->cfg = old;
-		cfg_free(&nc);
-		return rc;
-	}
-	cfg_free(&old);
-	struct log_config lc;
-	broker_log_config(b, t, &lc);
-	struct tier_part_config tpc;
-	tier_part_cfg(b, t, &tpc);
-	for (int32_t i = 0; i < t->n_partitions; i++) {
-		log_set_config(t->parts[i]->log, &lc);
-		if (t->parts[i]->tier)
-			tier_part_set_config(t->parts[i]->tier, &tpc);
-	}
-	return 0;
+	char why[512];
+	struct topic_job *j;
+	int err = config_job(b, t, topic_cfg, &j, why, sizeof why);
+	if (err == KERR_REASSIGNMENT_IN_PROGRESS || err == KERR_THROTTLING_QUOTA_EXCEEDED)
+		return -EBUSY;
+	if (err != KERR_NONE)
+		return err == KERR_REQUEST_TIMED_OUT ? -ESHUTDOWN : -ENOMEM;
+	return job_run_here(b, j, NULL, why, sizeof why) == KERR_NONE ? 0 : -EIO;
 }
 
 struct tick_ctx {
@@ -1707,16 +1835,7 @@ void broker_tick(struct broker *b, int64_t now_ms)
 
 static void reapply_topic(void *ctx, struct topic *t)
 {
-	struct broker *b = ctx;
-	struct log_config lc;
-	broker_log_config(b, t, &lc);
-	struct tier_part_config tpc;
-	tier_part_cfg(b, t, &tpc);
-	for (int32_t i = 0; i < t->n_partitions; i++) {
-		log_set_config(t->parts[i]->log, &lc);
-		if (t->parts[i]->tier)
-			tier_part_set_config(t->parts[i]->tier, &tpc);
-	}
+	topic_apply_config(ctx, t);
 }
 
 static void wake_all_cb(void *ctx, struct topic *t)

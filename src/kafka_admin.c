@@ -3,19 +3,18 @@
  * and InitProducerId (producer id allocation, persisted in blocks under log.dirs).
  * Decides what a request means in Kafka's terms and answers it; the broker (broker.h) does the
  * work on topics and config.c validates settings. Runs on the reactor thread. CreateTopics,
- * DeleteTopics and CreatePartitions park their request while the broker's topic worker does
- * the file work (broker.h, *_async) and answer when every topic's operation ended; the rest
- * blocks only where the broker does (AlterConfigs: one small metadata file) or for the rare
- * producer-id block reservation (one small fsynced file write per 1000 ids). */
+ * DeleteTopics, CreatePartitions, AlterConfigs and IncrementalAlterConfigs park their request
+ * while the broker's topic worker does the file work (broker.h, *_async) and answer when every
+ * resource's operation ended (validate_only never reaches the worker); the rest blocks only for
+ * the rare producer-id block reservation (one small fsynced file write per 1000 ids). */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "kafka_int.h"
 #include "strata/common.h"
@@ -126,6 +125,20 @@ static struct kstr *kstr_array(struct kreq *q, int32_t n)
 {
 	return arena_calloc(&q->arena, (size_t)n + 1, sizeof(struct kstr));
 }
+
+/* dup_flags of the struct kstr at name_off in each of n items of size bytes. */
+static bool *dup_names(struct kreq *q, const void *items, int32_t n, size_t size, size_t name_off)
+{
+	struct kstr *names = kstr_array(q, n);
+	if (!names)
+		return NULL;
+	for (int32_t i = 0; i < n; i++)
+		memcpy(&names[i], (const char *)items + (size_t)i * size + name_off, sizeof names[i]);
+	return dup_flags(q, names, n);
+}
+/* Which of the first n entries of a decoded array repeat another's field (a struct kstr). */
+#define DUP_NAMES(q, arr, n, field) \
+	dup_names((q), (arr).items, (n), sizeof *(arr).items, offsetof(__typeof__(*(arr).items), field))
 
 static struct topic *find_topic(struct kreq *q, struct kstr name)
 {
@@ -435,28 +448,96 @@ static int create_topic_check(struct kreq *q, const struct kmsg_create_topics_re
 	return KERR_NONE;
 }
 
-/* A parked CreateTopics: one waiter per topic the broker's worker creates. */
-struct ct_state {
+/* --- parked requests ---------------------------------------------------------------------- */
+
+/* A request parked while the broker's topic worker does its operations (broker.h, *_async):
+ * answered when the last one ended. pending counts them, plus one for the handler's own loop,
+ * so that no answer goes out from inside it (the kreq stays counted in flight meanwhile). */
+struct op_state {
 	struct kreq *q;
-	struct kmsg_create_topics_response resp;
+	void *resp;                     /* the response, in the arena, sent by answer() */
+	void (*answer)(struct op_state *st);
 	int32_t pending;
 	bool oom;
 };
 
+/* The state of a request that may park: its response (resp_size bytes, zeroed, for answer to
+ * send) and n_waits waiters of wait_size bytes (zeroed) in *waits. NULL when out of memory (the
+ * request is then answered as bad). */
+static struct op_state *op_begin(struct kreq *q, size_t resp_size, void (*answer)(struct op_state *st),
+				 int32_t n_waits, size_t wait_size, void **waits)
+{
+	struct op_state *st = arena_calloc(&q->arena, 1, sizeof *st);
+	void *resp = arena_calloc(&q->arena, 1, resp_size);
+	*waits = arena_calloc(&q->arena, (size_t)n_waits + 1, wait_size);
+	if (!st || !resp || !*waits) {
+		kafka_bad_request(q, "out of memory");
+		return NULL;
+	}
+	st->q = q;
+	st->resp = resp;
+	st->answer = answer;
+	st->pending = 1; /* the handler's loop */
+	return st;
+}
+
+/* One operation, or the handler's loop, ended: the last one answers. */
+static void op_release(struct op_state *st)
+{
+	if (--st->pending > 0)
+		return;
+	if (st->oom) {
+		kafka_bad_request(st->q, "out of memory");
+		return;
+	}
+	st->answer(st);
+}
+
+/* One operation of a parked request whose answer is an error code and message. */
+struct op_wait {
+	struct broker_waiter w;
+	struct op_state *st;
+	int16_t *error_code;
+	struct kstr *error_message;
+	const char *what;               /* for the log: "delete topic", "create partitions on" */
+	char name[BROKER_TOPIC_NAME_MAX + 1];
+};
+
+static void op_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
+{
+	(void)t;
+	struct op_wait *ow = ST_CONTAINER_OF(w, struct op_wait, w);
+	struct op_state *st = ow->st;
+	*ow->error_code = (int16_t)kerr;
+	*ow->error_message = kerr == KERR_NONE ? KSTR_NULL : astr(st->q, why, &st->oom);
+	if (kerr != KERR_NONE)
+		slog_info("kafka", "%s %s failed (%s): %s", ow->what, ow->name, kerr_name(kerr), why);
+	op_release(st);
+}
+
+/* Ready to hand ow to the broker for topic name; the answer goes into *error_code/_message. */
+static struct broker_waiter *op_wait_init(struct op_wait *ow, struct op_state *st, int16_t *error_code,
+					  struct kstr *error_message, const char *what, const char *name)
+{
+	ow->st = st;
+	ow->error_code = error_code;
+	ow->error_message = error_message;
+	ow->what = what;
+	ow->w.done = op_done;
+	snprintf(ow->name, sizeof ow->name, "%s", name);
+	return &ow->w;
+}
+
+/* A CreateTopics waiter: a created topic's answer describes it. */
 struct ct_wait {
 	struct broker_waiter w;
-	struct ct_state *st;
+	struct op_state *st;
 	struct kmsg_create_topics_response_creatable_topic_result *r;
 };
 
-static void create_topics_answer(struct ct_state *st)
+static void create_topics_answer(struct op_state *st)
 {
-	struct kreq *q = st->q;
-	if (st->oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, create_topics_response, &st->resp);
+	KAFKA_RESPOND(st->q, create_topics_response, (struct kmsg_create_topics_response *)st->resp);
 }
 
 /* A created topic's answer (t: the topic, or NULL with validate_only and tc its settings). */
@@ -481,7 +562,7 @@ static void create_topic_result(struct kreq *q, struct topic *t, const struct cf
 static void create_topic_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
 {
 	struct ct_wait *cw = ST_CONTAINER_OF(w, struct ct_wait, w);
-	struct ct_state *st = cw->st;
+	struct op_state *st = cw->st;
 	struct kreq *q = st->q;
 	if (kerr == KERR_NONE) {
 		create_topic_result(q, t, NULL, 0, cw->r, &st->oom);
@@ -491,8 +572,7 @@ static void create_topic_done(struct broker_waiter *w, int kerr, struct topic *t
 		slog_info("kafka", "create topic '%.*s' failed (%s): %s", shown_len(cw->r->name),
 			  cw->r->name.p, kerr_name(kerr), why);
 	}
-	if (--st->pending == 0)
-		create_topics_answer(st);
+	op_release(st);
 }
 
 void kafka_handle_create_topics(struct kreq *q)
@@ -505,14 +585,12 @@ void kafka_handle_create_topics(struct kreq *q)
 		return;
 	}
 	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
-	struct ct_state *st = arena_calloc(&q->arena, 1, sizeof *st);
-	struct ct_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
-	if (!st || !waits) {
-		kafka_bad_request(q, "out of memory");
+	struct ct_wait *waits;
+	struct op_state *st = op_begin(q, sizeof(struct kmsg_create_topics_response),
+				       create_topics_answer, nt, sizeof *waits, (void **)&waits);
+	if (!st)
 		return;
-	}
-	st->q = q;
-	struct kmsg_create_topics_response *resp = &st->resp;
+	struct kmsg_create_topics_response *resp = st->resp;
 	kmsg_create_topics_response_init(resp);
 	resp->topics.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->topics.items);
 	if (!resp->topics.items) {
@@ -520,18 +598,13 @@ void kafka_handle_create_topics(struct kreq *q)
 		return;
 	}
 	resp->topics.len = nt;
-	struct kstr *names = kstr_array(q, nt);
-	for (int32_t i = 0; names && i < nt; i++)
-		names[i] = req.topics.items[i].name;
-	bool *dups = names ? dup_flags(q, names, nt) : NULL;
+	bool *dups = DUP_NAMES(q, req.topics, nt, name);
 	if (!dups) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
 	bool oom = false;
 	bool validate_only = q->version >= 1 && req.validate_only;
-	/* Counts itself until the loop is over, so that no answer goes out from inside it. */
-	st->pending = 1;
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		const struct kmsg_create_topics_request_creatable_topic *ct = &req.topics.items[i];
 		struct kmsg_create_topics_response_creatable_topic_result *r = &resp->topics.items[i];
@@ -587,52 +660,14 @@ void kafka_handle_create_topics(struct kreq *q)
 		cfg_free(&tc);
 	}
 	st->oom = st->oom || oom;
-	if (--st->pending == 0)
-		create_topics_answer(st);
-	/* else parked: the last create_topic_done answers (the kreq stays counted in flight) */
+	op_release(st);
 }
 
 /* --- DeleteTopics ------------------------------------------------------------------------------ */
 
-/* A parked DeleteTopics or CreatePartitions: one waiter per topic the worker works on. */
-struct op_state {
-	struct kreq *q;
-	void *resp;                     /* the response, answered by answer() */
-	void (*answer)(struct op_state *st);
-	int32_t pending;
-	bool oom;
-};
-
-struct op_wait {
-	struct broker_waiter w;
-	struct op_state *st;
-	int16_t *error_code;
-	struct kstr *error_message;
-	const char *what;               /* for the log: "delete topic", "create partitions on" */
-	char name[BROKER_TOPIC_NAME_MAX + 1];
-};
-
-static void op_done(struct broker_waiter *w, int kerr, struct topic *t, const char *why)
-{
-	(void)t;
-	struct op_wait *ow = ST_CONTAINER_OF(w, struct op_wait, w);
-	struct op_state *st = ow->st;
-	*ow->error_code = (int16_t)kerr;
-	*ow->error_message = kerr == KERR_NONE ? KSTR_NULL : astr(st->q, why, &st->oom);
-	if (kerr != KERR_NONE)
-		slog_info("kafka", "%s %s failed (%s): %s", ow->what, ow->name, kerr_name(kerr), why);
-	if (--st->pending == 0)
-		st->answer(st);
-}
-
 static void delete_topics_answer(struct op_state *st)
 {
-	struct kreq *q = st->q;
-	if (st->oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, delete_topics_response, (struct kmsg_delete_topics_response *)st->resp);
+	KAFKA_RESPOND(st->q, delete_topics_response, (struct kmsg_delete_topics_response *)st->resp);
 }
 
 void kafka_handle_delete_topics(struct kreq *q)
@@ -651,21 +686,19 @@ void kafka_handle_delete_topics(struct kreq *q)
 	} else {
 		nt = req.topic_names.len < 0 ? 0 : req.topic_names.len;
 	}
-	struct op_state *st = arena_calloc(&q->arena, 1, sizeof *st);
-	struct kmsg_delete_topics_response *respp = arena_calloc(&q->arena, 1, sizeof *respp);
-	struct op_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
-	if (!st || !respp || !waits) {
+	struct op_wait *waits;
+	struct op_state *st = op_begin(q, sizeof(struct kmsg_delete_topics_response),
+				       delete_topics_answer, nt, sizeof *waits, (void **)&waits);
+	if (!st)
+		return;
+	struct kmsg_delete_topics_response *resp = st->resp;
+	kmsg_delete_topics_response_init(resp);
+	resp->responses.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->responses.items);
+	if (!resp->responses.items) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	struct kmsg_delete_topics_response resp;
-	kmsg_delete_topics_response_init(&resp);
-	resp.responses.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.responses.items);
-	if (!resp.responses.items) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	resp.responses.len = nt;
+	resp->responses.len = nt;
 	static const uint8_t zero_id[16];
 	/* Duplicates: names among names, ids among the entries given by id only. */
 	struct kstr *names = kstr_array(q, nt), *ids = kstr_array(q, nt);
@@ -682,13 +715,10 @@ void kafka_handle_delete_topics(struct kreq *q)
 	}
 	bool oom = false;
 	bool enabled = cfg_bool(q->srv->conf, BC_DELETE_TOPIC_ENABLE);
-	st->q = q;
-	st->answer = delete_topics_answer;
-	st->pending = 1; /* the loop itself: no answer from inside it */
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		struct kstr name = q->version >= 6 ? req.topics.items[i].name : req.topic_names.items[i];
 		const uint8_t *id = q->version >= 6 ? req.topics.items[i].topic_id : zero_id;
-		struct kmsg_delete_topics_response_deletable_topic_result *r = &resp.responses.items[i];
+		struct kmsg_delete_topics_response_deletable_topic_result *r = &resp->responses.items[i];
 		kmsg_delete_topics_response_deletable_topic_result_init(r);
 		r->name = name;
 		memcpy(r->topic_id, id, 16);
@@ -729,15 +759,11 @@ void kafka_handle_delete_topics(struct kreq *q)
 		r->name = astr(q, t->name, &oom);
 		memcpy(r->topic_id, t->id, 16);
 		struct op_wait *ow = &waits[i];
-		ow->st = st;
-		ow->error_code = &r->error_code;
-		ow->error_message = &r->error_message;
-		ow->what = "delete topic";
-		ow->w.done = op_done;
-		snprintf(ow->name, sizeof ow->name, "%s", t->name);
+		struct broker_waiter *w = op_wait_init(ow, st, &r->error_code, &r->error_message,
+						       "delete topic", t->name);
 		char why[ADMIN_MSG_MAX] = "";
 		/* t is gone from the table when this returns (its files go on the worker) */
-		int err = broker_delete_topic_async(b, t, &ow->w, why, sizeof why);
+		int err = broker_delete_topic_async(b, t, w, why, sizeof why);
 		if (err != KERR_NONE) {
 			r->error_code = (int16_t)err;
 			r->error_message = astr(q, why, &oom);
@@ -746,23 +772,15 @@ void kafka_handle_delete_topics(struct kreq *q)
 		}
 		st->pending++;
 	}
-	*respp = resp;
-	st->resp = respp;
 	st->oom = st->oom || oom;
-	if (--st->pending == 0)
-		delete_topics_answer(st);
+	op_release(st);
 }
 
 /* --- CreatePartitions -------------------------------------------------------------------------- */
 
 static void create_partitions_answer(struct op_state *st)
 {
-	struct kreq *q = st->q;
-	if (st->oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, create_partitions_response,
+	KAFKA_RESPOND(st->q, create_partitions_response,
 		      (struct kmsg_create_partitions_response *)st->resp);
 }
 
@@ -776,37 +794,29 @@ void kafka_handle_create_partitions(struct kreq *q)
 		return;
 	}
 	int32_t nt = req.topics.len < 0 ? 0 : req.topics.len;
-	struct op_state *st = arena_calloc(&q->arena, 1, sizeof *st);
-	struct kmsg_create_partitions_response *respp = arena_calloc(&q->arena, 1, sizeof *respp);
-	struct op_wait *waits = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *waits);
-	if (!st || !respp || !waits) {
+	struct op_wait *waits;
+	struct op_state *st = op_begin(q, sizeof(struct kmsg_create_partitions_response),
+				       create_partitions_answer, nt, sizeof *waits, (void **)&waits);
+	if (!st)
+		return;
+	struct kmsg_create_partitions_response *resp = st->resp;
+	kmsg_create_partitions_response_init(resp);
+	resp->results.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp->results.items);
+	if (!resp->results.items) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	st->q = q;
-	st->answer = create_partitions_answer;
-	struct kmsg_create_partitions_response resp;
-	kmsg_create_partitions_response_init(&resp);
-	resp.results.items = arena_calloc(&q->arena, (size_t)nt + 1, sizeof *resp.results.items);
-	if (!resp.results.items) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	resp.results.len = nt;
-	struct kstr *names = kstr_array(q, nt);
-	for (int32_t i = 0; names && i < nt; i++)
-		names[i] = req.topics.items[i].name;
-	bool *dups = names ? dup_flags(q, names, nt) : NULL;
+	resp->results.len = nt;
+	bool *dups = DUP_NAMES(q, req.topics, nt, name);
 	if (!dups) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
 	bool oom = false;
-	st->pending = 1; /* the loop itself: no answer from inside it */
 	for (int32_t i = 0; i < nt && !oom; i++) {
 		const struct kmsg_create_partitions_request_create_partitions_topic *ct = &req.topics.items[i];
 		struct kmsg_create_partitions_response_create_partitions_topic_result *r =
-			&resp.results.items[i];
+			&resp->results.items[i];
 		kmsg_create_partitions_response_create_partitions_topic_result_init(r);
 		r->name = ct->name;
 		r->error_message = KSTR_NULL;
@@ -852,14 +862,10 @@ void kafka_handle_create_partitions(struct kreq *q)
 		if (err == KERR_NONE && req.validate_only) {
 			err = broker_add_partitions(b, t, ct->count, true, why, sizeof why);
 		} else if (err == KERR_NONE) {
-			struct op_wait *ow = &waits[i];
-			ow->st = st;
-			ow->error_code = &r->error_code;
-			ow->error_message = &r->error_message;
-			ow->what = "create partitions on";
-			ow->w.done = op_done;
-			snprintf(ow->name, sizeof ow->name, "%s", t->name);
-			err = broker_add_partitions_async(b, t, ct->count, &ow->w, why, sizeof why);
+			struct broker_waiter *w = op_wait_init(&waits[i], st, &r->error_code,
+							       &r->error_message, "create partitions on",
+							       t->name);
+			err = broker_add_partitions_async(b, t, ct->count, w, why, sizeof why);
 			if (err == KERR_NONE) {
 				st->pending++;
 				continue;
@@ -872,11 +878,8 @@ void kafka_handle_create_partitions(struct kreq *q)
 				  kerr_name(err), why);
 		}
 	}
-	*respp = resp;
-	st->resp = respp;
 	st->oom = st->oom || oom;
-	if (--st->pending == 0)
-		create_partitions_answer(st);
+	op_release(st);
 }
 
 /* --- DeleteRecords ----------------------------------------------------------------------------- */
@@ -1117,22 +1120,85 @@ static int alter_target(struct kreq *q, int8_t type, struct kstr name, struct to
 	return KERR_NONE;
 }
 
-static int apply_topic_cfg(struct kreq *q, struct topic *t, const struct cfg *nc, char *why,
-			   size_t why_len)
+/* Builds the settings one resource of an alter API asks for topic t into nc (zeroed; set up
+ * here). A Kafka error with why; *oom when out of memory. res: the API's resource. */
+typedef int alter_build_fn(struct kreq *q, const void *res, const struct topic *t, struct cfg *nc,
+			   char *why, size_t why_len, bool *oom);
+
+/* One resource of AlterConfigs or IncrementalAlterConfigs: its topic, the new settings (build),
+ * their cross-key checks; then, unless validate_only, the change goes to the broker's worker and
+ * ow waits for it (st->pending counts it). The answer goes into *error_code and *error_message,
+ * now or when ow is done. what names the API in the log ("alter configs of"). */
+static void alter_resource(struct op_state *st, struct op_wait *ow, const char *what,
+			   alter_build_fn *build, const void *res, int8_t type, struct kstr name,
+			   bool validate_only, int16_t *error_code, struct kstr *error_message, bool *oom)
 {
-	int rc = broker_set_topic_config(q->srv->broker, t, nc);
-	if (rc == -EBUSY) {
-		snprintf(why, why_len, "Partitions are being added to topic %s; retry when done.",
-			 t->name);
-		return KERR_REASSIGNMENT_IN_PROGRESS;
+	struct kreq *q = st->q;
+	char why[ADMIN_MSG_MAX] = "";
+	struct topic *t = NULL;
+	struct cfg nc = { 0 };
+	*error_message = KSTR_NULL;
+	int err = alter_target(q, type, name, &t, why, sizeof why);
+	if (err == KERR_NONE)
+		err = build(q, res, t, &nc, why, sizeof why, oom);
+	if (err == KERR_NONE && !*oom && cfg_check_topic(&nc, q->srv->conf, why, sizeof why) < 0)
+		err = KERR_INVALID_CONFIG; /* cross-key (tiering) */
+	bool parked = false;
+	if (err == KERR_NONE && !*oom && !validate_only) {
+		struct broker_waiter *w = op_wait_init(ow, st, error_code, error_message, what, t->name);
+		err = broker_set_topic_config_async(q->srv->broker, t, &nc, w, why, sizeof why);
+		parked = err == KERR_NONE;
 	}
-	if (rc < 0) {
-		snprintf(why, why_len, "cannot save the settings of topic %s: %s", t->name, strerror(-rc));
-		slog_error("kafka", "%s", why);
+	if (nc.vals)
+		cfg_free(&nc);
+	if (parked) {
+		st->pending++;
+		return;
+	}
+	*error_code = (int16_t)err;
+	if (err != KERR_NONE) {
+		*error_message = astr(q, why, oom);
+		slog_info("kafka", "%s '%.*s' refused (%s): %s", what, shown_len(name), name.p,
+			  kerr_name(err), why);
+	}
+}
+
+/* AlterConfigs replaces the whole set: keys not listed go back to their defaults. Everything is
+ * validated before anything changes. */
+static int alter_configs_build(struct kreq *q, const void *res, const struct topic *t,
+			       struct cfg *nc, char *why, size_t why_len, bool *oom)
+{
+	(void)t;
+	const struct kmsg_alter_configs_request_alter_configs_resource *rr = res;
+	if (cfg_init(nc, &cfg_topic_schema) < 0) {
+		*oom = true;
 		return KERR_UNKNOWN_SERVER_ERROR;
 	}
-	slog_info("kafka", "topic=%s settings changed", t->name);
+	for (int32_t k = 0; k < rr->configs.len; k++) {
+		const struct kmsg_alter_configs_request_alterable_config *c = &rr->configs.items[k];
+		char *key = acstr(q, c->name, oom), *val = acstr(q, c->value, oom);
+		if (*oom)
+			return KERR_UNKNOWN_SERVER_ERROR;
+		if (!key || kstr_has_nul(c->name)) {
+			snprintf(why, why_len, "a config name is null or has a NUL character");
+			return KERR_INVALID_CONFIG;
+		}
+		if (!val) {
+			/* null: not set (back to the default), like a key not listed */
+			if (cfg_find(&cfg_topic_schema, key) < 0) {
+				snprintf(why, why_len, "unknown topic config %s", key);
+				return KERR_INVALID_CONFIG;
+			}
+		} else if (cfg_set(nc, key, val, why, why_len) < 0) {
+			return KERR_INVALID_CONFIG;
+		}
+	}
 	return KERR_NONE;
+}
+
+static void alter_configs_answer(struct op_state *st)
+{
+	KAFKA_RESPOND(st->q, alter_configs_response, (struct kmsg_alter_configs_response *)st->resp);
 }
 
 void kafka_handle_alter_configs(struct kreq *q)
@@ -1144,69 +1210,33 @@ void kafka_handle_alter_configs(struct kreq *q)
 		return;
 	}
 	int32_t nr = req.resources.len < 0 ? 0 : req.resources.len;
-	struct kmsg_alter_configs_response resp;
-	kmsg_alter_configs_response_init(&resp);
-	resp.responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp.responses.items);
-	if (!resp.responses.items) {
+	struct op_wait *waits;
+	struct op_state *st = op_begin(q, sizeof(struct kmsg_alter_configs_response),
+				       alter_configs_answer, nr, sizeof *waits, (void **)&waits);
+	if (!st)
+		return;
+	struct kmsg_alter_configs_response *resp = st->resp;
+	kmsg_alter_configs_response_init(resp);
+	resp->responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp->responses.items);
+	if (!resp->responses.items) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	resp.responses.len = nr;
+	resp->responses.len = nr;
 	bool oom = false;
 	for (int32_t i = 0; i < nr && !oom; i++) {
 		const struct kmsg_alter_configs_request_alter_configs_resource *rr = &req.resources.items[i];
 		struct kmsg_alter_configs_response_alter_configs_resource_response *r =
-			&resp.responses.items[i];
+			&resp->responses.items[i];
 		kmsg_alter_configs_response_alter_configs_resource_response_init(r);
 		r->resource_type = rr->resource_type;
 		r->resource_name = rr->resource_name;
-		r->error_message = KSTR_NULL;
-		char why[ADMIN_MSG_MAX] = "";
-		struct topic *t = NULL;
-		int err = alter_target(q, rr->resource_type, rr->resource_name, &t, why, sizeof why);
-		struct cfg nc = { 0 };
-		if (err == KERR_NONE && cfg_init(&nc, &cfg_topic_schema) < 0) {
-			oom = true;
-			break;
-		}
-		/* Kafka's AlterConfigs replaces the whole set: keys not listed go back to their
-		 * defaults. Everything is validated before anything changes. */
-		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++) {
-			const struct kmsg_alter_configs_request_alterable_config *c = &rr->configs.items[k];
-			char *key = acstr(q, c->name, &oom), *val = acstr(q, c->value, &oom);
-			if (oom)
-				break;
-			if (!key || kstr_has_nul(c->name)) {
-				snprintf(why, sizeof why, "a config name is null or has a NUL character");
-				err = KERR_INVALID_CONFIG;
-			} else if (!val) {
-				/* null: not set (back to the default), like a key not listed */
-				if (cfg_find(&cfg_topic_schema, key) < 0) {
-					snprintf(why, sizeof why, "unknown topic config %s", key);
-					err = KERR_INVALID_CONFIG;
-				}
-			} else if (cfg_set(&nc, key, val, why, sizeof why) < 0) {
-				err = KERR_INVALID_CONFIG;
-			}
-		}
-		if (err == KERR_NONE && !oom && cfg_check_topic(&nc, q->srv->conf, why, sizeof why) < 0)
-			err = KERR_INVALID_CONFIG; /* cross-key (tiering) */
-		if (err == KERR_NONE && !oom && !req.validate_only)
-			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
-		if (nc.vals)
-			cfg_free(&nc);
-		r->error_code = (int16_t)err;
-		if (err != KERR_NONE) {
-			r->error_message = astr(q, why, &oom);
-			slog_info("kafka", "alter configs of '%.*s' refused (%s): %s",
-				  shown_len(rr->resource_name), rr->resource_name.p, kerr_name(err), why);
-		}
+		alter_resource(st, &waits[i], "alter configs of", alter_configs_build, rr,
+			       rr->resource_type, rr->resource_name, req.validate_only, &r->error_code,
+			       &r->error_message, &oom);
 	}
-	if (oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, alter_configs_response, &resp);
+	st->oom = st->oom || oom;
+	op_release(st);
 }
 
 /* APPEND / SUBTRACT on a list value: returns the new comma-separated list in the arena. */
@@ -1265,6 +1295,90 @@ static char *list_edit(struct kreq *q, const char *cur, const char *items, bool 
 	return out;
 }
 
+/* IncrementalAlterConfigs: the operations on top of the topic's newest settings (those of a
+ * change still under way included, so that changes queued one after the other add up), on a
+ * copy, so a bad operation changes nothing. */
+static int incremental_alter_build(struct kreq *q, const void *res, const struct topic *t,
+				   struct cfg *nc, char *why, size_t why_len, bool *oom)
+{
+	const struct kmsg_incremental_alter_configs_request_alter_configs_resource *rr = res;
+	const struct cfg *bc = q->srv->conf;
+	int32_t nk = rr->configs.len < 0 ? 0 : rr->configs.len;
+	bool *dups = DUP_NAMES(q, rr->configs, nk, name);
+	if (!dups) {
+		*oom = true;
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	for (int32_t k = 0; k < nk; k++)
+		if (dups[k]) {
+			snprintf(why, why_len, "Error due to duplicate config keys");
+			return KERR_INVALID_REQUEST;
+		}
+	if (cfg_copy(nc, broker_topic_config_next(t)) < 0) {
+		*oom = true;
+		return KERR_UNKNOWN_SERVER_ERROR;
+	}
+	for (int32_t k = 0; k < nk; k++) {
+		const struct kmsg_incremental_alter_configs_request_alterable_config *c =
+			&rr->configs.items[k];
+		char *key = acstr(q, c->name, oom), *val = acstr(q, c->value, oom);
+		if (*oom)
+			return KERR_UNKNOWN_SERVER_ERROR;
+		int id = key && !kstr_has_nul(c->name) ? cfg_find(&cfg_topic_schema, key) : -1;
+		switch (c->config_operation) {
+		case OP_SET:
+			if (!key || !val) {
+				snprintf(why, why_len, "Null value not supported for: %s",
+					 key ? key : "(null)");
+				return KERR_INVALID_CONFIG;
+			}
+			if (cfg_set(nc, key, val, why, why_len) < 0)
+				return KERR_INVALID_CONFIG;
+			break;
+		case OP_DELETE:
+			/* As Kafka: deleting a key that is not there (or unknown) is a no-op. */
+			if (id >= 0)
+				cfg_unset(nc, key);
+			break;
+		case OP_APPEND:
+		case OP_SUBTRACT: {
+			if (id < 0) {
+				snprintf(why, why_len, "unknown topic config %s", key ? key : "(null)");
+				return KERR_INVALID_CONFIG;
+			}
+			if (cfg_topic_schema.defs[id].type != CFG_LIST) {
+				snprintf(why, why_len, "Config value %s is not allowed for config key: %s "
+					 "(not a list)", c->config_operation == OP_APPEND ? "append" : "subtract",
+					 key);
+				return KERR_INVALID_CONFIG;
+			}
+			if (!val) {
+				snprintf(why, why_len, "Null value not supported for: %s", key);
+				return KERR_INVALID_CONFIG;
+			}
+			char *nv = list_edit(q, cfg_topic_str(nc, bc, id), val,
+					     c->config_operation == OP_APPEND, oom);
+			if (*oom)
+				return KERR_UNKNOWN_SERVER_ERROR;
+			if (cfg_set(nc, key, nv, why, why_len) < 0)
+				return KERR_INVALID_CONFIG;
+			break;
+		}
+		default:
+			snprintf(why, why_len, "unknown config operation %d for %s", c->config_operation,
+				 key ? key : "(null)");
+			return KERR_INVALID_REQUEST;
+		}
+	}
+	return KERR_NONE;
+}
+
+static void incremental_alter_configs_answer(struct op_state *st)
+{
+	KAFKA_RESPOND(st->q, incremental_alter_configs_response,
+		      (struct kmsg_incremental_alter_configs_response *)st->resp);
+}
+
 void kafka_handle_incremental_alter_configs(struct kreq *q)
 {
 	struct kmsg_incremental_alter_configs_request req;
@@ -1274,115 +1388,35 @@ void kafka_handle_incremental_alter_configs(struct kreq *q)
 		return;
 	}
 	int32_t nr = req.resources.len < 0 ? 0 : req.resources.len;
-	struct kmsg_incremental_alter_configs_response resp;
-	kmsg_incremental_alter_configs_response_init(&resp);
-	resp.responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp.responses.items);
-	if (!resp.responses.items) {
+	struct op_wait *waits;
+	struct op_state *st = op_begin(q, sizeof(struct kmsg_incremental_alter_configs_response),
+				       incremental_alter_configs_answer, nr, sizeof *waits,
+				       (void **)&waits);
+	if (!st)
+		return;
+	struct kmsg_incremental_alter_configs_response *resp = st->resp;
+	kmsg_incremental_alter_configs_response_init(resp);
+	resp->responses.items = arena_calloc(&q->arena, (size_t)nr + 1, sizeof *resp->responses.items);
+	if (!resp->responses.items) {
 		kafka_bad_request(q, "out of memory");
 		return;
 	}
-	resp.responses.len = nr;
+	resp->responses.len = nr;
 	bool oom = false;
-	const struct cfg *bc = q->srv->conf;
 	for (int32_t i = 0; i < nr && !oom; i++) {
 		const struct kmsg_incremental_alter_configs_request_alter_configs_resource *rr =
 			&req.resources.items[i];
 		struct kmsg_incremental_alter_configs_response_alter_configs_resource_response *r =
-			&resp.responses.items[i];
+			&resp->responses.items[i];
 		kmsg_incremental_alter_configs_response_alter_configs_resource_response_init(r);
 		r->resource_type = rr->resource_type;
 		r->resource_name = rr->resource_name;
-		r->error_message = KSTR_NULL;
-		char why[ADMIN_MSG_MAX] = "";
-		struct topic *t = NULL;
-		int err = alter_target(q, rr->resource_type, rr->resource_name, &t, why, sizeof why);
-		int32_t nk = rr->configs.len < 0 ? 0 : rr->configs.len;
-		struct kstr *keys = kstr_array(q, nk);
-		for (int32_t k = 0; keys && k < nk; k++)
-			keys[k] = rr->configs.items[k].name;
-		bool *dups = keys ? dup_flags(q, keys, nk) : NULL;
-		if (!dups) {
-			oom = true;
-			break;
-		}
-		for (int32_t k = 0; err == KERR_NONE && k < nk; k++)
-			if (dups[k]) {
-				snprintf(why, sizeof why, "Error due to duplicate config keys");
-				err = KERR_INVALID_REQUEST;
-			}
-		struct cfg nc = { 0 };
-		if (err == KERR_NONE && cfg_copy(&nc, &t->cfg) < 0) {
-			oom = true;
-			break;
-		}
-		/* Applied to a copy, so a bad operation leaves the topic's settings untouched. */
-		for (int32_t k = 0; err == KERR_NONE && k < rr->configs.len; k++) {
-			const struct kmsg_incremental_alter_configs_request_alterable_config *c =
-				&rr->configs.items[k];
-			char *key = acstr(q, c->name, &oom), *val = acstr(q, c->value, &oom);
-			if (oom)
-				break;
-			int id = key && !kstr_has_nul(c->name) ? cfg_find(&cfg_topic_schema, key) : -1;
-			switch (c->config_operation) {
-			case OP_SET:
-				if (!key || !val) {
-					snprintf(why, sizeof why, "Null value not supported for: %s",
-						 key ? key : "(null)");
-					err = KERR_INVALID_CONFIG;
-				} else if (cfg_set(&nc, key, val, why, sizeof why) < 0) {
-					err = KERR_INVALID_CONFIG;
-				}
-				break;
-			case OP_DELETE:
-				/* As Kafka: deleting a key that is not there (or unknown) is a no-op. */
-				if (id >= 0)
-					cfg_unset(&nc, key);
-				break;
-			case OP_APPEND:
-			case OP_SUBTRACT:
-				if (id < 0) {
-					snprintf(why, sizeof why, "unknown topic config %s", key ? key : "(null)");
-					err = KERR_INVALID_CONFIG;
-				} else if (cfg_topic_schema.defs[id].type != CFG_LIST) {
-					snprintf(why, sizeof why, "Config value %s is not allowed for config "
-						 "key: %s (not a list)",
-						 c->config_operation == OP_APPEND ? "append" : "subtract", key);
-					err = KERR_INVALID_CONFIG;
-				} else if (!val) {
-					snprintf(why, sizeof why, "Null value not supported for: %s", key);
-					err = KERR_INVALID_CONFIG;
-				} else {
-					char *nv = list_edit(q, cfg_topic_str(&nc, bc, id), val,
-							     c->config_operation == OP_APPEND, &oom);
-					if (nv && cfg_set(&nc, key, nv, why, sizeof why) < 0)
-						err = KERR_INVALID_CONFIG;
-				}
-				break;
-			default:
-				snprintf(why, sizeof why, "unknown config operation %d for %s",
-					 c->config_operation, key ? key : "(null)");
-				err = KERR_INVALID_REQUEST;
-				break;
-			}
-		}
-		if (err == KERR_NONE && !oom && cfg_check_topic(&nc, q->srv->conf, why, sizeof why) < 0)
-			err = KERR_INVALID_CONFIG; /* cross-key (tiering) */
-		if (err == KERR_NONE && !oom && !req.validate_only)
-			err = apply_topic_cfg(q, t, &nc, why, sizeof why);
-		if (nc.vals)
-			cfg_free(&nc);
-		r->error_code = (int16_t)err;
-		if (err != KERR_NONE) {
-			r->error_message = astr(q, why, &oom);
-			slog_info("kafka", "incremental alter configs of '%.*s' refused (%s): %s",
-				  shown_len(rr->resource_name), rr->resource_name.p, kerr_name(err), why);
-		}
+		alter_resource(st, &waits[i], "incremental alter configs of", incremental_alter_build,
+			       rr, rr->resource_type, rr->resource_name, req.validate_only,
+			       &r->error_code, &r->error_message, &oom);
 	}
-	if (oom) {
-		kafka_bad_request(q, "out of memory");
-		return;
-	}
-	KAFKA_RESPOND(q, incremental_alter_configs_response, &resp);
+	st->oom = st->oom || oom;
+	op_release(st);
 }
 
 /* --- OffsetForLeaderEpoch ---------------------------------------------------------------------- */
@@ -1472,41 +1506,6 @@ void kafka_handle_offset_for_leader_epoch(struct kreq *q)
 #define PRODUCER_ID_BLOCK 1000
 #define PRODUCER_ID_FILE "producer-id"
 
-static int write_small_file_atomic(const char *dir, const char *name, const char *data, size_t len)
-{
-	char path[PATH_MAX], tmp[PATH_MAX];
-	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
-	    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= (int)sizeof tmp)
-		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	size_t off = 0;
-	int rc = 0;
-	while (off < len && rc == 0) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		else if (w > 0)
-			off += (size_t)w;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	rc = fsync(dfd) < 0 ? -errno : 0;
-	close(dfd);
-	return rc;
-}
-
 static int producer_ids_load(struct kafka_server *s)
 {
 	char path[PATH_MAX];
@@ -1557,7 +1556,7 @@ static int64_t producer_id_next(struct kafka_server *s)
 		char buf[128];
 		int n = snprintf(buf, sizeof buf, "# strata: producer ids below this one may have been "
 				 "used\n%" PRId64 "\n", id + PRODUCER_ID_BLOCK);
-		rc = write_small_file_atomic(s->broker->meta_dir, PRODUCER_ID_FILE, buf, (size_t)n);
+		rc = broker_write_meta_file(s->broker, PRODUCER_ID_FILE, buf, (size_t)n);
 		if (rc < 0) {
 			slog_error("kafka", "cannot reserve producer ids in %s/" PRODUCER_ID_FILE ": %s",
 				   s->broker->meta_dir, strerror(-rc));

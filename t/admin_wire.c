@@ -7,10 +7,12 @@
  *   t/admin-wire PORT after STATE after a restart: producer ids continue past STATE's
  *   t/admin-wire PORT nodelete    broker runs with delete.topic.enable=false
  *   t/admin-wire PORT async GATE  topic operations off the reactor: concurrent creations of one
- *                                 name, Metadata auto-creation, other requests served meanwhile
+ *                                 name, Metadata auto-creation, other requests served meanwhile,
+ *                                 deletion, growth and settings changes held (pipelined
+ *                                 AlterConfigs in order, validate_only at once)
  *                                 (broker started with STRATA_TEST_TOPIC_GATE=GATE)
  *   t/admin-wire PORT hold GATE   holds a creation until the broker is stopped; afterhold: it
- *                                 was not created
+ *                                 was not created, and async's settings changes survived
  *
  * The broker must have been started with --set log.segment.bytes=536870912 (a static broker
  * setting the topic descriptions must report). */
@@ -61,6 +63,26 @@ static int wire_call(int fd, int16_t key, int16_t ver, const struct kw *body, st
 		rc_ = kmsg_##name##_response_decode(&r_, (int16_t)(ver), (resp), &A); \
 	if (rc_ != 0) \
 		tap_diag("%s v%d: call failed: %s", #name, (int)(ver), strerror(-rc_)); \
+	rc_; \
+})
+
+/* Sends one request without waiting: the correlation id, or a negative errno. */
+#define SEND(fd, name, key, ver, req) ({ \
+	struct kw w_; \
+	kw_init(&w_, 256); \
+	int32_t c_ = kmsg_##name##_request_encode(&w_, (int16_t)(ver), (req)); \
+	if (c_ == 0) \
+		c_ = wire_send((fd), (key), (int16_t)(ver), &w_); \
+	kw_free(&w_); \
+	c_; \
+})
+#define RECV(fd, name, key, ver, corr, resp) ({ \
+	struct kr r_; \
+	int32_t k_ = (corr); \
+	int rc_ = k_ < 0 ? (int)k_ : wire_recv((fd), (key), (int16_t)(ver), k_, &r_); \
+	kmsg_##name##_response_init(resp); \
+	if (rc_ == 0) \
+		rc_ = kmsg_##name##_response_decode(&r_, (int16_t)(ver), (resp), &A); \
 	rc_; \
 })
 
@@ -215,35 +237,53 @@ static bool dc_is(const struct kmsg_describe_configs_response_describe_configs_r
 	return ok_v && ok_s;
 }
 
-/* AlterConfigs of one topic: key, value, ..., NULL. Returns the error code (or -1000 - errno). */
-static int alter(int fd, int16_t ver, int8_t type, const char *name, const char *const *kv,
-		 bool validate_only, struct kstr *msg)
+/* AlterConfigs of n resources of one type, each with the settings kv (key, value, ..., NULL),
+ * not waiting: the correlation id or a negative errno. */
+static int32_t send_alter(int fd, int16_t ver, int8_t type, const char *const *names, int n,
+			  const char *const *kv, bool validate_only)
 {
 	struct kmsg_alter_configs_request_alterable_config c[16];
-	int n = 0;
-	for (; kv && kv[2 * n]; n++) {
-		kmsg_alter_configs_request_alterable_config_init(&c[n]);
-		c[n].name = kstr_c(kv[2 * n]);
-		c[n].value = kstr_c(kv[2 * n + 1]);
+	struct kmsg_alter_configs_request_alter_configs_resource r[4];
+	int nc = 0;
+	for (; kv && kv[2 * nc] && nc < 16; nc++) {
+		kmsg_alter_configs_request_alterable_config_init(&c[nc]);
+		c[nc].name = kstr_c(kv[2 * nc]);
+		c[nc].value = kstr_c(kv[2 * nc + 1]);
 	}
-	struct kmsg_alter_configs_request_alter_configs_resource r;
-	kmsg_alter_configs_request_alter_configs_resource_init(&r);
-	r.resource_type = type;
-	r.resource_name = kstr_c(name);
-	r.configs.items = c;
-	r.configs.len = n;
+	for (int i = 0; i < n && i < 4; i++) {
+		kmsg_alter_configs_request_alter_configs_resource_init(&r[i]);
+		r[i].resource_type = type;
+		r[i].resource_name = kstr_c(names[i]);
+		r[i].configs.items = c;
+		r[i].configs.len = nc;
+	}
 	struct kmsg_alter_configs_request req;
 	kmsg_alter_configs_request_init(&req);
-	req.resources.items = &r;
-	req.resources.len = 1;
+	req.resources.items = r;
+	req.resources.len = ST_MIN(n, 4);
 	req.validate_only = validate_only;
+	return SEND(fd, alter_configs, 33, ver, &req);
+}
+
+/* The answer to send_alter of one resource: its error code (or -1000 - errno), msg its message. */
+static int alter_answer(int fd, int16_t ver, int32_t corr, struct kstr *msg)
+{
 	struct kmsg_alter_configs_response resp;
-	int rc = CALL(fd, alter_configs, 33, ver, &req, &resp);
+	int rc = RECV(fd, alter_configs, 33, ver, corr, &resp);
+	if (rc != 0)
+		tap_diag("alter_configs v%d: call failed: %s", ver, strerror(-rc));
 	if (rc != 0 || resp.responses.len != 1)
 		return -1000 + (rc ? rc : -EPROTO);
 	if (msg)
 		*msg = resp.responses.items[0].error_message;
 	return resp.responses.items[0].error_code;
+}
+
+/* AlterConfigs of one topic: key, value, ..., NULL. Returns the error code (or -1000 - errno). */
+static int alter(int fd, int16_t ver, int8_t type, const char *name, const char *const *kv,
+		 bool validate_only, struct kstr *msg)
+{
+	return alter_answer(fd, ver, send_alter(fd, ver, type, &name, 1, kv, validate_only), msg);
 }
 
 struct iop {
@@ -252,8 +292,9 @@ struct iop {
 	const char *value;
 };
 
-static int ialter(int fd, int16_t ver, int8_t type, const char *name, const struct iop *ops, int n,
-		  bool validate_only, struct kstr *msg)
+/* IncrementalAlterConfigs of one resource, not waiting: the correlation id or a negative errno. */
+static int32_t send_ialter(int fd, int16_t ver, int8_t type, const char *name, const struct iop *ops,
+			   int n, bool validate_only)
 {
 	struct kmsg_incremental_alter_configs_request_alterable_config c[16];
 	for (int i = 0; i < n; i++) {
@@ -273,13 +314,27 @@ static int ialter(int fd, int16_t ver, int8_t type, const char *name, const stru
 	req.resources.items = &r;
 	req.resources.len = 1;
 	req.validate_only = validate_only;
+	return SEND(fd, incremental_alter_configs, 44, ver, &req);
+}
+
+/* The answer to send_ialter: the error code (or -1000 - errno), msg its message. */
+static int ialter_answer(int fd, int16_t ver, int32_t corr, struct kstr *msg)
+{
 	struct kmsg_incremental_alter_configs_response resp;
-	int rc = CALL(fd, incremental_alter_configs, 44, ver, &req, &resp);
+	int rc = RECV(fd, incremental_alter_configs, 44, ver, corr, &resp);
+	if (rc != 0)
+		tap_diag("incremental_alter_configs v%d: call failed: %s", ver, strerror(-rc));
 	if (rc != 0 || resp.responses.len != 1)
 		return -1000 + (rc ? rc : -EPROTO);
 	if (msg)
 		*msg = resp.responses.items[0].error_message;
 	return resp.responses.items[0].error_code;
+}
+
+static int ialter(int fd, int16_t ver, int8_t type, const char *name, const struct iop *ops, int n,
+		  bool validate_only, struct kstr *msg)
+{
+	return ialter_answer(fd, ver, send_ialter(fd, ver, type, name, ops, n, validate_only), msg);
 }
 
 static int create_partitions(int fd, int16_t ver, const char *name, int32_t count,
@@ -892,26 +947,6 @@ static void check_delete_with_parked_fetch(int fd)
 
 /* --- topic operations off the reactor (mode async; broker started with the gate hook) ------ */
 
-/* Sends one request without waiting: the correlation id, or a negative errno. */
-#define SEND(fd, name, key, ver, req) ({ \
-	struct kw w_; \
-	kw_init(&w_, 256); \
-	int32_t c_ = kmsg_##name##_request_encode(&w_, (int16_t)(ver), (req)); \
-	if (c_ == 0) \
-		c_ = wire_send((fd), (key), (int16_t)(ver), &w_); \
-	kw_free(&w_); \
-	c_; \
-})
-#define RECV(fd, name, key, ver, corr, resp) ({ \
-	struct kr r_; \
-	int32_t k_ = (corr); \
-	int rc_ = k_ < 0 ? (int)k_ : wire_recv((fd), (key), (int16_t)(ver), k_, &r_); \
-	kmsg_##name##_response_init(resp); \
-	if (rc_ == 0) \
-		rc_ = kmsg_##name##_response_decode(&r_, (int16_t)(ver), (resp), &A); \
-	rc_; \
-})
-
 static const char *g_gate;
 
 static void gate_close(void)
@@ -1167,6 +1202,27 @@ static void check_served_meanwhile(void)
 	}
 }
 
+/* DeleteTopics v4 of one topic, not waiting. */
+static int32_t send_delete(int fd, const char *name)
+{
+	struct kstr n = kstr_c(name);
+	struct kmsg_delete_topics_request req;
+	kmsg_delete_topics_request_init(&req);
+	req.topic_names.items = &n;
+	req.topic_names.len = 1;
+	req.timeout_ms = 30000;
+	return SEND(fd, delete_topics, 20, 4, &req);
+}
+
+/* Creates topic name with 2 partitions (the gate open), or bails out. */
+static void create_or_bail(int fd, const char *name)
+{
+	struct kmsg_create_topics_response cr;
+	if (RECV(fd, create_topics, 19, 5, send_create(fd, &name, 1, 2, NULL), &cr) != 0 ||
+	    cr.topics.len != 1 || cr.topics.items[0].error_code != 0)
+		BAIL_OUT("cannot create %s", name);
+}
+
 /* DeleteTopics and CreatePartitions wait for the worker too; the name or topic stays reserved. */
 static void check_delete_and_grow_held(void)
 {
@@ -1174,17 +1230,9 @@ static void check_delete_and_grow_held(void)
 	int fd = conn_open(), d = conn_open();
 	const char *name[] = { "held-del" };
 	struct kmsg_create_topics_response cr;
-	if (RECV(fd, create_topics, 19, 5, send_create(fd, name, 1, 2, NULL), &cr) != 0 ||
-	    cr.topics.items[0].error_code != 0)
-		BAIL_OUT("cannot create held-del");
+	create_or_bail(fd, name[0]);
 	gate_close();
-	struct kstr n = KSTR_LIT("held-del");
-	struct kmsg_delete_topics_request dreq;
-	kmsg_delete_topics_request_init(&dreq);
-	dreq.topic_names.items = &n;
-	dreq.topic_names.len = 1;
-	dreq.timeout_ms = 30000;
-	int32_t dc = SEND(d, delete_topics, 20, 4, &dreq);
+	int32_t dc = send_delete(d, "held-del");
 	bool parked = !readable(d, 300);
 	int32_t cc = send_create(fd, name, 1, 2, NULL);
 	int rc = RECV(fd, create_topics, 19, 5, cc, &cr);
@@ -1199,10 +1247,7 @@ static void check_delete_and_grow_held(void)
 
 	/* CreatePartitions held: a second one and AlterConfigs on that topic are refused meanwhile */
 	arena_reset(&A);
-	const char *g[] = { "held-grow" };
-	if (RECV(fd, create_topics, 19, 5, send_create(fd, g, 1, 2, NULL), &cr) != 0 ||
-	    cr.topics.items[0].error_code != 0)
-		BAIL_OUT("cannot create held-grow");
+	create_or_bail(fd, "held-grow");
 	gate_close();
 	struct kmsg_create_partitions_request_create_partitions_topic pt;
 	kmsg_create_partitions_request_create_partitions_topic_init(&pt);
@@ -1229,6 +1274,110 @@ static void check_delete_and_grow_held(void)
 	ok(rc == 0 && pr.results.len == 1 && pr.results.items[0].error_code == 0 &&
 	   topic_partitions(fd, "held-grow") == 5 && produce(fd, "held-grow", 2) == 0,
 	   "then it is answered: 5 partitions, writable");
+	close(d);
+	close(fd);
+}
+
+/* The settings pipelined on one connection by check_alter_held, in force when it is done and
+ * after a restart (mode afterhold). */
+static bool held_cfg_is_final(int fd)
+{
+	struct kmsg_describe_configs_response_describe_configs_result r;
+	return describe(fd, 1, 2, "held-cfg", NULL, false, false, &r) == 0 && r.error_code == 0 &&
+	       dc_is(&r, "retention.ms", "1000002", 1) && dc_is(&r, "segment.ms", "604800000", 5) &&
+	       dc_is(&r, "max.message.bytes", "100000", 1) && dc_is(&r, "segment.bytes", "1048576", 1);
+}
+
+/* Waits until a change of name's settings sent on another connection is queued (held at the
+ * gate): CreatePartitions, validate_only so that it changes nothing, is refused then. Returns
+ * its last error code (60 once queued), msg its message. */
+static int wait_cfg_queued(int fd, const char *name, struct kstr *msg)
+{
+	int err = -1;
+	for (int i = 0; i < 3000; i++) {
+		err = create_partitions(fd, 3, name, 3, NULL, 0, true, msg);
+		if (err == 60)
+			break;
+		usleep(10000);
+	}
+	return err;
+}
+
+/* AlterConfigs and IncrementalAlterConfigs wait for the worker (the topic's metadata file
+ * written) too: other connections are served meanwhile, the settings are in force only once
+ * written and before the answer, changes of one topic queued one behind the other take effect
+ * in order and add up, validate_only never waits. */
+static void check_alter_held(void)
+{
+	arena_reset(&A);
+	int fd = conn_open(), d = conn_open();
+	create_or_bail(fd, "held-cfg");
+	gate_close();
+	/* pipelined on d: two AlterConfigs (the second also names an unknown topic), then two
+	 * IncrementalAlterConfigs that build on them */
+	const char *t1[] = { "held-cfg" }, *t2[] = { "held-cfg", "held-cfg-nope" };
+	const char *kv1[] = { "retention.ms", "1000001", "segment.ms", "2000001", NULL };
+	const char *kv2[] = { "retention.ms", "1000002", NULL };
+	struct iop i1[] = { { "max.message.bytes", 0, "100000" } };
+	struct iop i2[] = { { "segment.bytes", 0, "1048576" } };
+	int32_t c1 = send_alter(d, 1, 2, t1, 1, kv1, false);
+	int32_t c2 = send_alter(d, 2, 2, t2, 2, kv2, false);
+	int32_t c3 = send_ialter(d, 1, 2, "held-cfg", i1, 1, false);
+	int32_t c4 = send_ialter(d, 0, 2, "held-cfg", i2, 1, false);
+	struct kstr msg = KSTR_NULL;
+	int busy = wait_cfg_queued(fd, "held-cfg", &msg);
+	ok(busy == 60 && kstr_has(msg, "settings"), "held AlterConfigs: CreatePartitions of its topic is "
+	   "REASSIGNMENT_IN_PROGRESS (settings being changed) (%d)", busy);
+	show_msg(msg);
+	int64_t base = produce(fd, "wire-vo", 3);
+	ok(base >= 0 && topic_partitions(fd, "wire-vo") == 2 && !readable(d, 0),
+	   "held AlterConfigs: a Produce (offset %" PRId64 ") and a Metadata on another connection are "
+	   "answered meanwhile", base);
+	struct kmsg_describe_configs_response_describe_configs_result r;
+	ok(describe(fd, 1, 2, "held-cfg", NULL, false, false, &r) == 0 && r.error_code == 0 &&
+	   dc_is(&r, "retention.ms", "604800000", 5) && dc_is(&r, "max.message.bytes", "1048588", 5),
+	   "held: the new settings are not in force before they are written");
+	const char *vo[] = { "retention.ms", "5", NULL };
+	struct iop ivo[] = { { "retention.ms", 0, "6" } };
+	int e1 = alter(fd, 2, 2, "held-cfg", vo, true, &msg);
+	int e2 = ialter(fd, 1, 2, "held-cfg", ivo, 1, true, &msg);
+	const char *bad[] = { "retention.ms", "soon", NULL };
+	int e3 = alter(fd, 1, 2, "held-cfg", bad, false, &msg);
+	ok(e1 == 0 && e2 == 0 && e3 == 40 && !readable(d, 0),
+	   "held: validate_only AlterConfigs and IncrementalAlterConfigs, and an invalid change, are "
+	   "answered at once (%d, %d, %d)", e1, e2, e3);
+	gate_open();
+	int a1 = alter_answer(d, 1, c1, NULL);
+	struct kmsg_alter_configs_response ar;
+	int rc = RECV(d, alter_configs, 33, 2, c2, &ar);
+	bool two = rc == 0 && ar.responses.len == 2 && ar.responses.items[0].error_code == 0 &&
+		   ar.responses.items[1].error_code == 3 &&
+		   kstr_has(ar.responses.items[1].error_message, "held-cfg-nope");
+	int a3 = ialter_answer(d, 1, c3, NULL);
+	int a4 = ialter_answer(d, 0, c4, NULL);
+	ok(a1 == 0 && two && a3 == 0 && a4 == 0, "released: the four changes are answered in order, "
+	   "the unknown topic of the second with its own error (%d, %s, %d, %d)", a1,
+	   two ? "0+3" : "bad", a3, a4);
+	ok(held_cfg_is_final(fd), "the second AlterConfigs replaced the first (retention.ms 1000002, "
+	   "segment.ms back to its default), the incremental changes queued behind it added up");
+
+	/* a topic deleted while a change of its settings waits: the change says so */
+	arena_reset(&A);
+	create_or_bail(fd, "held-cfg-del");
+	gate_close();
+	struct iop i3[] = { { "retention.ms", 0, "123456" } };
+	c1 = send_ialter(d, 1, 2, "held-cfg-del", i3, 1, false);
+	busy = wait_cfg_queued(fd, "held-cfg-del", &msg);
+	struct kmsg_delete_topics_response dr;
+	int32_t dc = send_delete(fd, "held-cfg-del");
+	gate_open();
+	a1 = ialter_answer(d, 1, c1, &msg);
+	ok(busy == 60 && a1 == 3 && kstr_has(msg, "deleted"),
+	   "a topic deleted while a change of its settings waits: UNKNOWN_TOPIC_OR_PARTITION (%d)", a1);
+	show_msg(msg);
+	rc = RECV(fd, delete_topics, 20, 4, dc, &dr);
+	ok(rc == 0 && dr.responses.len == 1 && dr.responses.items[0].error_code == 0 &&
+	   topic_partitions(fd, "held-cfg-del") == -1, "and the deletion went through");
 	close(d);
 	close(fd);
 }
@@ -1302,6 +1451,7 @@ int main(int argc, char **argv)
 		check_metadata_autocreate();
 		check_served_meanwhile();
 		check_delete_and_grow_held();
+		check_alter_held();
 	} else if (strcmp(mode, "hold") == 0 && state) {
 		g_gate = state;
 		hold_for_shutdown();
@@ -1311,6 +1461,8 @@ int main(int argc, char **argv)
 		struct kmsg_create_topics_response_creatable_topic_result r;
 		ok(create_topic(fd, 5, &o, &r) == 0 && r.error_code == 0 &&
 		   topic_partitions(fd, "held-at-stop") == 4, "and can be created now");
+		ok(held_cfg_is_final(fd), "the settings changed while the worker was held survived the "
+		   "restart");
 	} else if (strcmp(mode, "nodelete") == 0) {
 		struct kstr msg;
 		ok(delete_topic(fd, 5, "wire-asg", NULL, &msg) == 73 && kstr_has(msg, "delete.topic.enable") &&

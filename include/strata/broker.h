@@ -2,9 +2,9 @@
  * identity, all persisted under log.dirs. Knows nothing of the wire protocol; the Kafka API
  * handlers call it. Owned by the reactor thread.
  *
- * Topic lifecycle off the reactor: creating, growing and deleting a topic does blocking file
- * work (metadata written and fsynced, partition directories, logs opened, files removed) and a
- * restore reads the bucket. While serving, the *_async calls validate and reserve on the
+ * Topic lifecycle off the reactor: creating, growing, reconfiguring and deleting a topic does
+ * blocking file work (metadata written and fsynced, partition directories, logs opened, files
+ * removed) and a restore reads the bucket. While serving, the *_async calls validate and reserve on the
  * reactor, hand that work to one topic worker thread (a bounded queue), and finish on the
  * reactor (the topic inserted or removed, waiters called) when the worker's result comes back
  * through an eventfd read on the ring. The blocking calls without _async are for startup and
@@ -52,6 +52,7 @@ struct topic {
 	struct topic *hash_next;
 	bool internal;                  /* __consumer_offsets and friends */
 	struct topic_job *job;          /* partitions being added (broker.c), else NULL */
+	struct topic_job *cfg_job;      /* the newest change of settings under way (broker.c) */
 };
 
 struct broker {
@@ -95,8 +96,12 @@ int broker_delete_topic(struct broker *b, struct topic *t);
 int broker_add_partitions(struct broker *b, struct topic *t, int32_t new_total, bool validate_only,
 			  char *why, size_t why_len);
 /* Replaces the topic's settings (already validated) and applies them to its logs. Blocking
- * (one small fsynced file). -EBUSY while partitions are being added to t. */
+ * (one small fsynced file). -EBUSY while partitions are being added to t or another change of
+ * its settings is under way; -EIO when the file cannot be written (the old settings stay). */
 int broker_set_topic_config(struct broker *b, struct topic *t, const struct cfg *topic_cfg);
+/* Writes <log.dirs>/__strata/<name> atomically (temp file, fsync, rename, directory fsync):
+ * small state of other modules next to the topic metadata. Blocking. 0 or -errno. */
+int broker_write_meta_file(struct broker *b, const char *name, const char *data, size_t len);
 
 /* --- the same, off the reactor ---------------------------------------------------------------- */
 
@@ -147,10 +152,24 @@ bool broker_wait_topic(struct broker *b, const char *name, size_t name_len, stru
 int broker_delete_topic_async(struct broker *b, struct topic *t, struct broker_waiter *w,
 			      char *why, size_t why_len);
 /* Grows t to new_total partitions (the checks of broker_add_partitions first). The new
- * partitions appear when w->done runs. REASSIGNMENT_IN_PROGRESS while another change of t is
- * under way. */
+ * partitions appear when w->done runs. REASSIGNMENT_IN_PROGRESS while partitions are being
+ * added to t or its settings are being changed. */
 int broker_add_partitions_async(struct broker *b, struct topic *t, int32_t new_total,
 				struct broker_waiter *w, char *why, size_t why_len);
+/* Replaces t's settings (already validated, copied): the worker writes the metadata file; once
+ * it is durable the settings take effect on the reactor (logs, tiering, the bucket's topic
+ * manifest), then w->done runs with t (kerr KERR_NONE). Changes of one topic are queued and take
+ * effect in the order accepted; a later one builds on the earlier ones (see
+ * broker_topic_config_next), so when a change fails (UNKNOWN_SERVER_ERROR: not written) the ones
+ * queued behind it fail too and the settings stay as before. w->done may also report
+ * UNKNOWN_TOPIC_OR_PARTITION (t deleted meanwhile) or REQUEST_TIMED_OUT (shutdown). Refused now
+ * (w never runs): REASSIGNMENT_IN_PROGRESS while partitions are being added to t,
+ * THROTTLING_QUOTA_EXCEEDED, REQUEST_TIMED_OUT. */
+int broker_set_topic_config_async(struct broker *b, struct topic *t, const struct cfg *topic_cfg,
+				  struct broker_waiter *w, char *why, size_t why_len);
+/* The settings the next change of t starts from: those of the newest change accepted and not
+ * finished, else t->cfg (in force). Valid until the ring runs. */
+const struct cfg *broker_topic_config_next(const struct topic *t);
 /* Shutdown: operations queued and not started yet end now with REQUEST_TIMED_OUT (their
  * waiters run from the ring soon after), new ones are refused; one already running finishes.
  * Deletions still run (they are short, and their topic already left the table). */

@@ -5,9 +5,17 @@
  * closing segments, reads by offset and by timestamp, a bounded set of closed segments with
  * open files, retention, DeleteRecords, the recovery checkpoint, crash recovery at open, and
  * storage-error handling (truncate back, resume). Segment files and indexes live in seg.c.
- * Everything runs on the thread that owns the ring; the only blocking calls are at open/close,
- * in the rare failure paths, in lazy index loads/rebuilds and in short metadata operations
- * (open/rename/ftruncate). */
+ * Everything runs on the thread that owns the ring. In steady state (append, roll, closing a
+ * rolled segment, group commit, checkpoint, retention, DeleteRecords) the reactor makes no
+ * blocking file-system call: the next segment's files are pre-opened under temporary names
+ * through the ring (IORING_OP_OPENAT) before the active segment fills, so a roll only swaps
+ * pointers and renames them through the ring; index finalization, closes, unlinks, the
+ * checkpoint's open/write/fsync/rename and the truncation after a failed write are ring
+ * operations too. What still blocks: log_open/log_close (documented as blocking), reads of
+ * closed segments whose files are not open (open + mmap of the index on first lookup after
+ * the LRU let them go, preads served by the page cache), the rebuild of a damaged index on
+ * first lookup (rare: seg_load_index), and fallbacks when memory or a pre-opened spare is
+ * missing (counted in log_stats.rolls_sync). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +63,7 @@ enum ap_state {
 	AP_WRITING = 1,         /* queued on its segment or in a write in flight */
 	AP_WRITTEN,             /* write completed, an earlier append still writing */
 	AP_PREFIX,              /* in the written prefix: everything before it is written too */
-	AP_FAILED,              /* write failed; waiting for writes in flight to settle */
+	AP_FAILED,              /* failed; waiting for writes in flight to settle and the cut */
 	AP_FAILED_SETTLED,      /* will be answered KAFKA_STORAGE_ERROR in its turn */
 };
 
@@ -66,6 +74,46 @@ enum op_kind {
 	OP_CLOSE_SYNC,
 	OP_CK_WRITE,
 	OP_CK_SYNC,
+	OP_CK_OPEN,
+	OP_CK_CLOSE,
+	OP_CK_RENAME,
+};
+
+/* Metadata operations through the ring (open, rename, unlink, close, ftruncate), each in its
+ * own allocation carrying the names the kernel reads when the SQE is submitted. */
+enum meta_kind {
+	META_SPARE_OPEN = 1,
+	META_RENAME,
+	META_UNLINK,
+	META_CLOSE,
+	META_TRUNC,
+};
+
+#define LOG_META_NAME 48
+#define LOG_SPARE_FMT "strata-spare-%" PRIu32 ".%s.tmp"
+/* Not before this many ms after a failed pre-open (then the roll creates files itself). */
+#define LOG_SPARE_RETRY_MS 1000
+/* IORING_OP_FTRUNCATE (Linux 6.9); liburing 2.3's headers predate it. */
+#define LOG_IORING_OP_FTRUNCATE 55
+
+static const char *const seg_exts[3] = { "log", "index", "timeindex" };
+
+struct meta_op {
+	struct uring_op op;
+	struct log *l;
+	struct log_seg *seg;    /* referenced while in flight (rename, truncate), else NULL */
+	int kind, idx;
+	char name[LOG_META_NAME], name2[LOG_META_NAME];
+};
+
+/* The next segment's files, opened ahead of the roll under "strata-spare-<gen>.<ext>.tmp". */
+struct log_spare {
+	int fds[3];
+	int pending;            /* opens in flight */
+	int err;
+	uint32_t gen;
+	bool ready;
+	int64_t retry_ms;       /* wall clock: no new attempt before this after a failure */
 };
 
 /* A point in the log: an offset and where it lies in which segment (plus the segment's max
@@ -153,6 +201,12 @@ struct log {
 
 	struct log_ckpt ckpt;
 	int64_t last_ckpt_ms;
+
+	struct log_spare spare;
+	int meta_inflight;      /* metadata ops in flight (struct meta_op) */
+	int renames_inflight;   /* of which renames of adopted spare files */
+	int32_t segs_tmp_named; /* segments with a file still under its temporary name */
+	bool trunc_inflight, trunc_done, trunc_wait;
 
 	bool in_kick, kick_again;
 	struct log_stats stats;
@@ -289,6 +343,9 @@ static void closed_used(struct log *l, struct log_seg *s, bool use)
 		struct log_seg *prev = v->lru_prev;
 		if (v != s && v->refs == 1) {
 			lru_unlink(l, v);
+			/* Synchronous: the bound must hold even when many lookups run between two
+			 * turns of the ring (a close queued on it would not run until then). The
+			 * file is linked, so its close frees nothing on disk. */
 			if (seg_has_files(v))
 				seg_close_files(v);
 		}
@@ -296,13 +353,29 @@ static void closed_used(struct log *l, struct log_seg *s, bool use)
 	}
 }
 
-/* Deletes segs[0..n): files unlinked now, fds closed when the last slice lets go. */
+static void unlink_async(struct log *l, const char *name);
+
+/* Deletes segs[0..n): fds closed first when nothing else holds them, then the files unlinked
+ * through the ring, so the blocks are freed in io-wq (a slice still holding a segment keeps its
+ * inode: its last close, on the reactor, frees them). A crash before the unlinks leaves
+ * segments below the checkpoint's log start offset: log_open keeps that start, retention
+ * removes them again. */
 static void segs_delete_front(struct log *l, int32_t n)
 {
+	static const char *const exts[] = { "log", "index", "timeindex", "txnindex" };
 	for (int32_t i = 0; i < n; i++) {
-		lru_unlink(l, l->segs[i]);
-		seg_unlink(l->segs[i]);
-		seg_unref(l->segs[i]);
+		struct log_seg *s = l->segs[i];
+		lru_unlink(l, s);
+		if (s->refs == 1 && s->state == SEG_CLOSED)
+			seg_close_files(s);
+		for (size_t k = 0; k < ST_ARRAY_LEN(exts); k++) {
+			char name[LOG_META_NAME];
+			int len = snprintf(name, sizeof name, "%020" PRId64 ".%s", s->base_offset, exts[k]);
+			ST_ASSERT(len > 0 && (size_t)len < sizeof name);
+			unlink_async(l, name);
+		}
+		s->deleted = true;
+		seg_unref(s);
 	}
 	memmove(l->segs, l->segs + n, (size_t)(l->nsegs - n) * sizeof *l->segs);
 	l->nsegs -= n;
@@ -317,6 +390,238 @@ static void seg_visible_max_ts(struct log_seg *s, int64_t *ts, int64_t *off)
 	}
 	*ts = s->hw_max_ts;
 	*off = s->hw_max_ts_offset;
+}
+
+/* --- metadata operations through the ring --------------------------------------------------- */
+
+static void meta_cb(struct uring_op *op, int res, uint32_t flags);
+
+static struct meta_op *meta_new(struct log *l, int kind)
+{
+	struct meta_op *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->op.cb = meta_cb;
+	m->l = l;
+	m->kind = kind;
+	return m;
+}
+
+static void meta_submit(struct log *l, struct meta_op *m, struct io_uring_sqe *sqe)
+{
+	uring_sqe_data(sqe, &m->op);
+	l->meta_inflight++;
+}
+
+/* "<20-digit base>.<ext>", relative to the log's directory. */
+static void seg_rel_name(const struct log_seg *s, const char *ext, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%020" PRId64 ".%s", s->base_offset, ext);
+	ST_ASSERT(n > 0 && (size_t)n < len);
+}
+
+static void spare_rel_name(uint32_t gen, const char *ext, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, LOG_SPARE_FMT, gen, ext);
+	ST_ASSERT(n > 0 && (size_t)n < len);
+}
+
+/* Unlinks run in io-wq: removing a large file frees its blocks there, not on the reactor
+ * (given that no fd keeps the inode alive: the last close would free them instead). */
+static void unlink_async(struct log *l, const char *name)
+{
+	struct meta_op *m = meta_new(l, META_UNLINK);
+	if (!m) {
+		if (unlinkat(l->dirfd, name, 0) < 0 && errno != ENOENT)
+			slog_warn("log", "dir=%s unlink %s: %s", l->dir, name, strerror(errno));
+		return;
+	}
+	snprintf(m->name, sizeof m->name, "%s", name);
+	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+	io_uring_prep_unlinkat(sqe, l->dirfd, m->name, 0);
+	meta_submit(l, m, sqe);
+}
+
+/* The caller forgets fd at once; the number stays ours until the close has run. IOSQE_ASYNC:
+ * io_uring runs a close inline (on the reactor, the file's release in its task work) unless
+ * forced to io-wq. */
+static void close_async(struct log *l, int fd)
+{
+	if (fd < 0)
+		return;
+	struct meta_op *m = meta_new(l, META_CLOSE);
+	if (!m) {
+		close(fd);
+		return;
+	}
+	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+	io_uring_prep_close(sqe, fd);
+	sqe->flags |= IOSQE_ASYNC;
+	meta_submit(l, m, sqe);
+}
+
+static void spare_opened(struct log *l, struct meta_op *m, int res);
+static void spare_renamed(struct log *l, struct meta_op *m, int res);
+static void trunc_completed(struct log *l, struct meta_op *m, int res);
+
+static void meta_cb(struct uring_op *op, int res, uint32_t flags)
+{
+	(void)flags;
+	struct meta_op *m = ST_CONTAINER_OF(op, struct meta_op, op);
+	struct log *l = m->l;
+	l->meta_inflight--;
+	switch (m->kind) {
+	case META_SPARE_OPEN:
+		spare_opened(l, m, res);
+		break;
+	case META_RENAME:
+		spare_renamed(l, m, res);
+		break;
+	case META_UNLINK:
+		if (res < 0 && res != -ENOENT)
+			slog_warn("log", "dir=%s unlink %s: %s", l->dir, m->name, strerror(-res));
+		break;
+	case META_CLOSE:
+		if (res < 0)
+			slog_warn("log", "dir=%s close: %s", l->dir, strerror(-res));
+		break;
+	case META_TRUNC:
+		trunc_completed(l, m, res);
+		break;
+	default:
+		ST_ASSERT(0);
+	}
+	if (m->seg)
+		seg_unref(m->seg);
+	free(m);
+	log_kick(l);
+}
+
+/* --- the next segment's files, opened ahead of the roll ---------------------------------------- */
+
+/* Closes (and forgets) the spare's fds and removes its files: a failed or abandoned spare. */
+static void spare_discard(struct log *l)
+{
+	struct log_spare *sp = &l->spare;
+	for (int i = 0; i < 3; i++) {
+		if (sp->fds[i] < 0)
+			continue;
+		close_async(l, sp->fds[i]);
+		sp->fds[i] = -1;
+		char name[LOG_META_NAME];
+		spare_rel_name(sp->gen, seg_exts[i], name, sizeof name);
+		unlink_async(l, name);
+	}
+	sp->ready = false;
+}
+
+/* Starts opening the next segment's files once the active segment is half way to a roll by
+ * size, index size or age: a roll then needs no file-system call on the reactor. Partitions
+ * far from a roll hold no spare (descriptors are counted). */
+static void spare_maybe_start(struct log *l, int64_t now_ms)
+{
+	struct log_spare *sp = &l->spare;
+	if (sp->ready || sp->pending || l->failed || now_ms < sp->retry_ms)
+		return;
+	struct log_seg *s = active_seg(l);
+	if (s->size == 0)
+		return;
+	if (s->size < l->cfg.segment_bytes / 2 && !seg_index_full(s, l->cfg.segment_index_bytes / 2) &&
+	    !(l->cfg.segment_ms > 0 && now_ms - s->roll_start_ms >= l->cfg.segment_ms / 2))
+		return;
+	sp->gen++;
+	sp->err = 0;
+	for (int i = 0; i < 3; i++) {
+		struct meta_op *m = meta_new(l, META_SPARE_OPEN);
+		if (!m) {
+			sp->err = -ENOMEM;
+			continue;
+		}
+		m->idx = i;
+		spare_rel_name(sp->gen, seg_exts[i], m->name, sizeof m->name);
+		struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+		/* O_TRUNC: a leftover of the same name (an earlier run) is reused empty. */
+		io_uring_prep_openat(sqe, l->dirfd, m->name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		meta_submit(l, m, sqe);
+		sp->pending++;
+	}
+	if (sp->pending == 0)
+		sp->retry_ms = now_ms + LOG_SPARE_RETRY_MS;
+}
+
+static void spare_opened(struct log *l, struct meta_op *m, int res)
+{
+	struct log_spare *sp = &l->spare;
+	ST_ASSERT(sp->pending > 0 && sp->fds[m->idx] < 0);
+	if (res >= 0)
+		sp->fds[m->idx] = res;
+	else if (!sp->err)
+		sp->err = res;
+	if (--sp->pending > 0)
+		return;
+	if (sp->err) {
+		slog_warn("log", "dir=%s pre-opening the next segment's files: %s (the roll creates them)",
+			  l->dir, strerror(-sp->err));
+		spare_discard(l);
+		sp->retry_ms = st_now_ms() + LOG_SPARE_RETRY_MS;
+		return;
+	}
+	sp->ready = true;
+}
+
+/* Renames an adopted spare's files still under their temporary names to the segment's. */
+static void spare_renames_submit(struct log *l, struct log_seg *s)
+{
+	for (int i = 0; i < 3; i++) {
+		if (!(s->tmp_mask & (1u << i)))
+			continue;
+		struct meta_op *m = meta_new(l, META_RENAME);
+		if (!m)
+			continue; /* retried at the next tick */
+		m->idx = i;
+		m->seg = s;
+		seg_ref(s);
+		spare_rel_name(s->tmp_gen, seg_exts[i], m->name, sizeof m->name);
+		seg_rel_name(s, seg_exts[i], m->name2, sizeof m->name2);
+		struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+		io_uring_prep_renameat(sqe, l->dirfd, m->name, l->dirfd, m->name2, 0);
+		meta_submit(l, m, sqe);
+		l->renames_inflight++;
+	}
+}
+
+static void spare_renamed(struct log *l, struct meta_op *m, int res)
+{
+	struct log_seg *s = m->seg;
+	l->renames_inflight--;
+	if (res < 0) {
+		/* Group-commit rounds wait (nothing in the segment is acknowledged) until a retry
+		 * from log_tick succeeds. */
+		slog_error("log", "dir=%s renaming %s to %s: %s (retrying)", l->dir, m->name, m->name2,
+			   strerror(-res));
+		return;
+	}
+	if (s->tmp_mask & (1u << m->idx)) {
+		s->tmp_mask &= (uint8_t)~(1u << m->idx);
+		if (!s->tmp_mask)
+			l->segs_tmp_named--;
+	}
+}
+
+/* Blocking: a segment still under temporary names that is being dropped (rolled back after a
+ * failed append, rare) or a rename that kept failing until log_close. */
+static void seg_tmp_names_unlink_sync(struct log *l, struct log_seg *s)
+{
+	for (int i = 0; i < 3 && s->tmp_mask; i++) {
+		if (!(s->tmp_mask & (1u << i)))
+			continue;
+		char name[LOG_META_NAME];
+		spare_rel_name(s->tmp_gen, seg_exts[i], name, sizeof name);
+		unlinkat(l->dirfd, name, 0);
+	}
+	if (s->tmp_mask)
+		l->segs_tmp_named--;
+	s->tmp_mask = 0;
 }
 
 /* --- checkpoint file ------------------------------------------------------------------------ */
@@ -424,10 +729,27 @@ static void ckpt_submit(struct log *l, struct seg_op *o, int kind, int fd, const
 			int64_t off)
 {
 	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
-	if (kind == OP_CK_WRITE)
+	switch (kind) {
+	case OP_CK_WRITE:
 		io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)off);
-	else
+		break;
+	case OP_CK_OPEN:
+		io_uring_prep_openat(sqe, l->dirfd, LOG_CKPT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		break;
+	case OP_CK_CLOSE:
+		io_uring_prep_close(sqe, fd);
+		sqe->flags |= IOSQE_ASYNC; /* see close_async */
+		break;
+	case OP_CK_RENAME:
+		io_uring_prep_renameat(sqe, l->dirfd, LOG_CKPT_TMP, l->dirfd, LOG_CKPT_NAME, 0);
+		break;
+	default:
 		io_uring_prep_fsync(sqe, fd, 0);
+		break;
+	}
+	/* The final close -> rename -> directory fsync run as one linked chain, in order. */
+	if (kind == OP_CK_CLOSE || kind == OP_CK_RENAME)
+		sqe->flags |= IOSQE_IO_LINK;
 	o->op.cb = ckpt_cb;
 	o->owner = l;
 	o->kind = kind;
@@ -440,12 +762,11 @@ static void ckpt_submit(struct log *l, struct seg_op *o, int kind, int fd, const
 static void ckpt_finish(struct log *l, int err)
 {
 	struct log_ckpt *c = &l->ckpt;
-	if (c->tmp_fd >= 0) {
-		close(c->tmp_fd);
-		c->tmp_fd = -1;
-	}
+	close_async(l, c->tmp_fd);
+	c->tmp_fd = -1;
 	if (err) {
-		unlinkat(l->dirfd, LOG_CKPT_TMP, 0);
+		/* The temp file stays: the next attempt truncates it, log_open removes leftovers
+		 * (an unlink in flight could otherwise remove the next attempt's file). */
 		slog_warn("log", "dir=%s checkpoint failed: %s (retrying later)", l->dir, strerror(-err));
 		c->failed = true;
 	} else {
@@ -469,14 +790,30 @@ static void ckpt_cb(struct uring_op *op, int res, uint32_t flags)
 	struct seg_op *o = ST_CONTAINER_OF(op, struct seg_op, op);
 	struct log *l = o->owner;
 	struct log_ckpt *c = &l->ckpt;
-	if (res < 0 && !c->err)
+	/* In a linked chain the ops after a failed one complete with -ECANCELED: keep the cause. */
+	if (res < 0 && (!c->err || c->err == -ECANCELED))
 		c->err = res;
 	else if (o->kind == OP_CK_WRITE && res != o->expect && !c->err)
 		c->err = -EIO;
+	else if (o->kind == OP_CK_OPEN && res >= 0)
+		c->tmp_fd = res;
 	if (--c->pending > 0)
 		return;
 	if (c->err) {
 		ckpt_finish(l, c->err);
+		return;
+	}
+	if (c->stage == 0) {
+		c->stage = 1;
+		int k = 0;
+		struct log_seg *s = c->seg;
+		if (c->otail_len)
+			ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, s->oidx_fd, c->otail, c->otail_len,
+				    (int64_t)c->o_from);
+		if (c->ttail_len)
+			ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, s->tidx_fd, c->ttail, c->ttail_len,
+				    (int64_t)c->t_from);
+		ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, c->tmp_fd, c->text, c->text_len, 0);
 		return;
 	}
 	if (c->stage == 1) {
@@ -495,14 +832,15 @@ static void ckpt_cb(struct uring_op *op, int res, uint32_t flags)
 			c->seg->oidx.flushed = c->o_from + c->otail_len;
 		if (c->ttail_len && c->t_from + c->ttail_len > c->seg->tidx.flushed)
 			c->seg->tidx.flushed = c->t_from + c->ttail_len;
-		close(c->tmp_fd);
-		c->tmp_fd = -1;
-		if (renameat(l->dirfd, LOG_CKPT_TMP, l->dirfd, LOG_CKPT_NAME) < 0) {
-			ckpt_finish(l, -errno);
-			return;
-		}
 		c->stage = 3;
-		ckpt_submit(l, &c->ops[0], OP_CK_SYNC, l->dirfd, NULL, 0, 0);
+		/* A chain must go out in one submission: a full SQ flushed between its SQEs
+		 * would end the link early (the directory fsync could overtake the rename). */
+		if (io_uring_sq_space_left(&l->ur->ring) < 3)
+			uring_submit(l->ur);
+		ckpt_submit(l, &c->ops[0], OP_CK_CLOSE, c->tmp_fd, NULL, 0, 0);
+		c->tmp_fd = -1;
+		ckpt_submit(l, &c->ops[1], OP_CK_RENAME, -1, NULL, 0, 0);
+		ckpt_submit(l, &c->ops[2], OP_CK_SYNC, l->dirfd, NULL, 0, 0);
 		return;
 	}
 	ckpt_finish(l, 0);
@@ -534,7 +872,7 @@ static size_t tidx_upto(const struct log_seg *s, const struct log_point *rp)
 static void ckpt_start(struct log *l)
 {
 	struct log_ckpt *c = &l->ckpt;
-	if (c->inflight || l->failed || l->closing_count > 0) {
+	if (c->inflight || l->failed || l->closing_count > 0 || l->segs_tmp_named > 0) {
 		c->requested = true;
 		return;
 	}
@@ -544,7 +882,6 @@ static void ckpt_start(struct log *l)
 		l->last_ckpt_ms = st_now_ms();
 		return;
 	}
-	c->stage = 1;
 	c->pending = 0;
 	c->err = 0;
 	c->otail_len = c->ttail_len = 0;
@@ -579,19 +916,10 @@ static void ckpt_start(struct log *l)
 		}
 	}
 	c->text_len = ckpt_format(&c->snap, c->text, sizeof c->text);
-	c->tmp_fd = openat(l->dirfd, LOG_CKPT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (c->tmp_fd < 0) {
-		c->inflight = true;
-		ckpt_finish(l, -errno);
-		return;
-	}
+	c->tmp_fd = -1;
+	c->stage = 0;
 	c->inflight = true;
-	int k = 0;
-	if (c->otail_len)
-		ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, s->oidx_fd, c->otail, c->otail_len, (int64_t)c->o_from);
-	if (c->ttail_len)
-		ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, s->tidx_fd, c->ttail, c->ttail_len, (int64_t)c->t_from);
-	ckpt_submit(l, &c->ops[k++], OP_CK_WRITE, c->tmp_fd, c->text, c->text_len, 0);
+	ckpt_submit(l, &c->ops[0], OP_CK_OPEN, -1, NULL, 0, 0);
 }
 
 /* --- closing a rolled segment ----------------------------------------------------------------- */
@@ -709,8 +1037,8 @@ static void close_job_done(struct log *l, struct log_seg *s)
 	/* A round made all of it durable before the close job started, and no write into it came
 	 * after: no later round fsyncs it (its fd may be closed by then). */
 	s->sync_needed = false;
-	close(s->oidx_fd);
-	close(s->tidx_fd);
+	close_async(l, s->oidx_fd);
+	close_async(l, s->tidx_fd);
 	s->oidx_fd = s->tidx_fd = -1;
 	/* Closed segments map their index files on first lookup instead of holding memory. */
 	seg_index_release(s);
@@ -753,23 +1081,73 @@ static void close_jobs_kick(struct log *l)
 	}
 }
 
+static void roll_account(struct log *l, int64_t t0_ns)
+{
+	int64_t ns = st_mono_ns() - t0_ns;
+	l->stats.roll_ns_total += ns;
+	if (ns > l->stats.roll_ns_max)
+		l->stats.roll_ns_max = ns;
+	int b = 0;
+	for (int64_t us = ns / 1000; us > 0 && b < LOG_ROLL_HIST_BUCKETS - 1; us >>= 1)
+		b++;
+	l->stats.roll_hist[b]++;
+}
+
+static int roll_do(struct log *l, int64_t now_ms);
+
 static int roll_internal(struct log *l, int64_t now_ms)
+{
+	int64_t t0 = st_mono_ns(), rolls = l->stats.rolls;
+	int rc = roll_do(l, now_ms);
+	if (l->stats.rolls != rolls)
+		roll_account(l, t0);
+	return rc;
+}
+
+/* With a spare ready the roll makes no syscall: the new segment adopts the pre-opened files
+ * and their renames to the segment's names go through the ring. Until those renames are done
+ * (and a directory fsync after them) no group-commit round starts, so nothing written into the
+ * new segment is acknowledged while a crash could still lose its name (recovery deletes
+ * *.tmp). A name at or past the log end can only hold never-acknowledged bytes (a segment
+ * rolled back after a failed append), so renaming over it loses nothing. */
+static int roll_do(struct log *l, int64_t now_ms)
 {
 	struct log_seg *old = active_seg(l);
 	if (old->size == 0)
 		return 0;
-	struct log_seg *s;
-	int rc = seg_create(l->dir, l->next_offset, now_ms, &s);
-	if (rc < 0) {
-		slog_error("log", "dir=%s cannot create segment at offset %" PRId64 ": %s", l->dir,
-			   l->next_offset, strerror(-rc));
-		return rc;
+	struct log_seg *s = NULL;
+	int rc = -EAGAIN;
+	struct log_spare *sp = &l->spare;
+	bool adopted = false;
+	if (sp->ready && seg_adopt(l->dir, l->next_offset, now_ms, sp->fds, &s) == 0) {
+		adopted = true;
+		sp->ready = false;
+		sp->fds[0] = sp->fds[1] = sp->fds[2] = -1;
+		s->tmp_gen = sp->gen;
+		s->tmp_mask = 7;
+		l->segs_tmp_named++;
+	} else {
+		/* No spare yet (rolls faster than io-wq opens files, an explicit or first roll):
+		 * create the files here, blocking. */
+		l->stats.rolls_sync++;
+		rc = seg_create(l->dir, l->next_offset, now_ms, &s);
+		if (rc < 0) {
+			slog_error("log", "dir=%s cannot create segment at offset %" PRId64 ": %s", l->dir,
+				   l->next_offset, strerror(-rc));
+			return rc;
+		}
 	}
 	if ((rc = segs_push(l, s)) < 0) {
-		seg_unlink(s);
+		if (adopted) {
+			seg_tmp_names_unlink_sync(l, s);
+		} else {
+			seg_unlink(s);
+		}
 		seg_unref(s);
 		return rc;
 	}
+	if (adopted)
+		spare_renames_submit(l, s);
 	old->state = SEG_CLOSING;
 	l->closing_count++;
 	/* The new files' directory entries must be durable before anything in them is acked:
@@ -789,6 +1167,10 @@ static void sync_start(struct log *l)
 	if (l->sync_inflight || l->written.end <= l->durable.end)
 		return;
 	if (!strict_flush(l) && l->unflushed_msgs < l->cfg.flush_messages && !l->sync_forced)
+		return;
+	/* A rolled segment's files still under temporary names: its data must not become
+	 * "durable" before the renames are, which the round's directory fsync does once they ran. */
+	if (l->segs_tmp_named > 0)
 		return;
 	/* A round's cost is mostly fixed (the flush, the inode write), so it should cover as much as
 	 * it can: when it becomes due while writes are in flight, it waits for those writes (not
@@ -962,11 +1344,57 @@ static void ack_ready(struct log *l)
 		l->hooks.hw_advanced(l->hooks.ctx, l);
 }
 
+/* Whether the ring runs IORING_OP_FTRUNCATE (probed once per process: 0 unknown, 1 yes, 2 no). */
+static int ftruncate_op_supported(struct log *l)
+{
+	static int known;
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+	if (v == 0) {
+		struct io_uring_probe *p = io_uring_get_probe_ring(&l->ur->ring);
+		v = p && io_uring_opcode_supported(p, LOG_IORING_OP_FTRUNCATE) ? 1 : 2;
+		if (p)
+			io_uring_free_probe(p);
+		__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	}
+	return v == 1;
+}
+
+/* Cuts the failed tail off through the ring. Returns false when it cannot (the caller then
+ * truncates synchronously). */
+static bool trunc_submit(struct log *l, struct log_seg *s)
+{
+	if (!ftruncate_op_supported(l))
+		return false;
+	struct meta_op *m = meta_new(l, META_TRUNC);
+	if (!m)
+		return false;
+	m->seg = s;
+	seg_ref(s);
+	struct io_uring_sqe *sqe = uring_get_sqe(l->ur);
+	io_uring_prep_rw(LOG_IORING_OP_FTRUNCATE, sqe, s->fd, NULL, 0, (uint64_t)l->trunc_pos);
+	meta_submit(l, m, sqe);
+	l->trunc_inflight = true;
+	return true;
+}
+
+static void trunc_completed(struct log *l, struct meta_op *m, int res)
+{
+	l->trunc_inflight = false;
+	if (res < 0) {
+		slog_error("log", "segment %s: truncating back to byte %" PRId64 ": %s (retrying)", m->seg->path,
+			   l->trunc_pos, strerror(-res));
+		l->trunc_wait = true;
+		return;
+	}
+	l->trunc_done = true;
+}
+
 /* Once nothing is in flight: the first failed append and everything after it are answered
  * KAFKA_STORAGE_ERROR, and the files are cut back to where it began. */
 static void fail_settle(struct log *l)
 {
-	if (!l->failed || l->writes_inflight || l->sync_inflight || l->close_ops_inflight)
+	if (!l->failed || l->writes_inflight || l->sync_inflight || l->close_ops_inflight ||
+	    l->renames_inflight || l->trunc_inflight)
 		return;
 	if (!l->trunc_pending) {
 		/* With no write in flight, an append still AP_WRITING is queued on its segment and
@@ -990,8 +1418,10 @@ static void fail_settle(struct log *l)
 			l->segs[i]->wq_head = NULL;
 			l->segs[i]->wq_n = 0;
 		}
+		/* Answered once the files are cut back (below): a producer retrying at once then
+		 * finds the log writable again. */
 		for (struct log_append *a = f; a; a = a->next_)
-			a->state_ = AP_FAILED_SETTLED;
+			a->state_ = AP_FAILED;
 		l->q_unwritten = NULL;
 		for (struct log_append *a = l->q_head; a; a = a->next_) {
 			if (a->state_ != AP_PREFIX) {
@@ -1011,6 +1441,9 @@ static void fail_settle(struct log *l)
 			if (s->state == SEG_CLOSING)
 				l->closing_count--;
 			lru_unlink(l, s);
+			/* Blocking, but rare (a failed append); keeps a later roll at the same base
+			 * from racing an unlink in flight. */
+			seg_tmp_names_unlink_sync(l, s);
 			seg_unlink(s);
 			seg_unref(s);
 		}
@@ -1034,13 +1467,23 @@ static void fail_settle(struct log *l)
 		seg_ref(fs);
 		l->trunc_pos = f->file_pos_;
 		l->trunc_pending = true;
+		l->trunc_done = false;
 	}
 	struct log_seg *s = l->trunc_seg;
-	if (ftruncate(s->fd, (off_t)l->trunc_pos) < 0) {
-		slog_error("log", "segment %s: truncating back to byte %" PRId64 ": %s (retrying)", s->path,
-			   l->trunc_pos, strerror(errno));
-		return;
+	if (!l->trunc_done) {
+		if (l->trunc_wait)
+			return; /* the last attempt failed: log_tick retries */
+		if (trunc_submit(l, s))
+			return; /* trunc_completed() kicks */
+		if (ftruncate(s->fd, (off_t)l->trunc_pos) < 0) {
+			slog_error("log", "segment %s: truncating back to byte %" PRId64 ": %s (retrying)",
+				   s->path, l->trunc_pos, strerror(errno));
+			l->trunc_wait = true;
+			return;
+		}
+		l->trunc_done = true;
 	}
+	/* Reads back the headers since the last index entry: page-cache reads, rare path. */
 	int rc = seg_recompute_tail(s, l->trunc_pos, NULL);
 	if (rc < 0) {
 		slog_error("log", "segment %s: re-reading the tail after truncation: %s (retrying)", s->path,
@@ -1054,9 +1497,13 @@ static void fail_settle(struct log *l)
 	slog_warn("log", "segment %s.log: append failed; truncated back to byte %" PRId64
 		  " (log end offset %" PRId64 ")", s->path, l->trunc_pos, l->next_offset);
 	l->trunc_pending = false;
+	l->trunc_done = false;
 	l->trunc_seg = NULL;
 	seg_unref(s);
 	l->failed = false;
+	for (struct log_append *a = l->q_head; a; a = a->next_)
+		if (a->state_ == AP_FAILED)
+			a->state_ = AP_FAILED_SETTLED;
 }
 
 static void log_kick(struct log *l)
@@ -1076,7 +1523,7 @@ static void log_kick(struct log *l)
 		if (l->closing_count)
 			close_jobs_kick(l);
 		if (l->ckpt.requested && !l->ckpt.failed && !l->ckpt.inflight && !l->failed &&
-		    l->closing_count == 0)
+		    l->closing_count == 0 && l->segs_tmp_named == 0)
 			ckpt_start(l);
 		if (!l->kick_again)
 			break;
@@ -1295,6 +1742,7 @@ int log_append(struct log *l, struct log_append *a)
 		s->wq_head = a;
 	s->wq_n++;
 	seg_write_start(l, s);
+	spare_maybe_start(l, now);
 	return KERR_NONE;
 }
 
@@ -1621,6 +2069,18 @@ void log_tick(struct log *l, int64_t now_ms)
 		l->sync_forced = true;
 	}
 	l->close_retry = false; /* close jobs whose writes failed restart from the kick */
+	l->trunc_wait = false;  /* a failed truncation after a failed append: retried */
+	if (l->segs_tmp_named > 0 && l->renames_inflight == 0) {
+		/* Renames of adopted spare files that failed: bounded by the segments rolled since. */
+		int32_t left = l->segs_tmp_named;
+		for (int32_t i = l->nsegs - 1; i >= 0 && left > 0; i--) {
+			if (l->segs[i]->tmp_mask) {
+				spare_renames_submit(l, l->segs[i]);
+				left--;
+			}
+		}
+	}
+	spare_maybe_start(l, now_ms);
 	if (now_ms - l->last_ckpt_ms >= LOG_CKPT_INTERVAL_MS || l->ckpt.failed) {
 		l->ckpt.failed = false;
 		l->ckpt.requested = true;
@@ -1964,6 +2424,7 @@ int log_open_at(struct uring *ur, const char *dir, int64_t initial_offset,
 		l->hooks = *hooks;
 	l->ckpt.tmp_fd = -1;
 	l->dirfd = -1;
+	l->spare.fds[0] = l->spare.fds[1] = l->spare.fds[2] = -1;
 	int rc = 0;
 	struct i64_vec bases = { 0 };
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -2087,7 +2548,7 @@ static void settle_inflight(struct log *l)
 	for (int i = 0; i < 100000; i++) {
 		log_kick(l);
 		if (!l->q_head && !l->writes_inflight && !l->sync_inflight && !l->close_ops_inflight &&
-		    !l->ckpt.inflight)
+		    !l->ckpt.inflight && !l->meta_inflight)
 			return;
 		if (uring_run_once(l->ur, 100) < 0)
 			return;
@@ -2101,6 +2562,9 @@ static void free_log(struct log *l)
 		seg_unref(l->segs[i]);
 	free(l->segs);
 	free(l->sync_ops);
+	for (int i = 0; i < 3; i++)
+		if (l->spare.fds[i] >= 0)
+			close(l->spare.fds[i]);
 	if (l->trunc_seg)
 		seg_unref(l->trunc_seg);
 	if (l->dirfd >= 0)
@@ -2108,10 +2572,49 @@ static void free_log(struct log *l)
 	free(l);
 }
 
+/* Blocking (log_close): renames of adopted spare files that kept failing get a last try, and an
+ * unused spare's files go (log_open would remove them anyway). */
+static int tmp_names_settle_sync(struct log *l)
+{
+	int rc = 0;
+	for (int32_t i = l->nsegs - 1; i >= 0 && l->segs_tmp_named > 0; i--) {
+		struct log_seg *s = l->segs[i];
+		for (int k = 0; k < 3 && s->tmp_mask; k++) {
+			if (!(s->tmp_mask & (1u << k)))
+				continue;
+			char from[LOG_META_NAME], to[LOG_META_NAME];
+			spare_rel_name(s->tmp_gen, seg_exts[k], from, sizeof from);
+			seg_rel_name(s, seg_exts[k], to, sizeof to);
+			if (renameat(l->dirfd, from, l->dirfd, to) < 0) {
+				if (rc == 0)
+					rc = -errno;
+				continue;
+			}
+			s->tmp_mask &= (uint8_t)~(1u << k);
+			if (!s->tmp_mask)
+				l->segs_tmp_named--;
+		}
+	}
+	struct log_spare *sp = &l->spare;
+	for (int k = 0; k < 3; k++) {
+		if (sp->fds[k] < 0)
+			continue;
+		close(sp->fds[k]);
+		sp->fds[k] = -1;
+		char name[LOG_META_NAME];
+		spare_rel_name(sp->gen, seg_exts[k], name, sizeof name);
+		unlinkat(l->dirfd, name, 0);
+	}
+	sp->ready = false;
+	return rc;
+}
+
 int log_close(struct log *l)
 {
 	settle_inflight(l);
-	int rc = 0;
+	int rc = tmp_names_settle_sync(l);
+	if (rc < 0)
+		slog_error("log", "dir=%s renaming the last segment's files: %s", l->dir, strerror(-rc));
 	for (int32_t i = 0; i < l->nsegs; i++) {
 		struct log_seg *s = l->segs[i];
 		if (s->state == SEG_CLOSING && !s->close_started) {
@@ -2154,7 +2657,7 @@ int log_forget(struct log *l)
 	/* A log nothing was ever queued on has nothing on the ring: no settling, so a thread
 	 * other than the ring's owner may forget a log it just opened. */
 	if (l->q_head || l->writes_inflight || l->sync_inflight || l->close_ops_inflight ||
-	    l->ckpt.inflight)
+	    l->ckpt.inflight || l->meta_inflight)
 		settle_inflight(l);
 	free_log(l);
 	return 0;

@@ -1,6 +1,7 @@
-/* seg.c -- a log segment's files and indexes: creation, lazy opening and index mapping, Kafka's
- * sparse-index bookkeeping, lookups, recovery scans and blocking index rewrites. It never
- * submits ring operations and has no notion of appends in flight (log.c owns both). */
+/* seg.c -- a log segment's files and indexes: creation (or adoption of files log.c pre-opened
+ * through the ring), lazy opening and index mapping, Kafka's sparse-index bookkeeping, lookups,
+ * recovery scans and blocking index rewrites. It never submits ring operations and has no
+ * notion of appends in flight (log.c owns both). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -81,6 +82,16 @@ static int open_ext(const struct log_seg *s, const char *ext, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+static void seg_init_active(struct log_seg *s, int64_t now_ms)
+{
+	s->state = SEG_ACTIVE;
+	s->idx_loaded = true;
+	s->max_ts_known = true;
+	s->first_ts_known = true;
+	s->roll_start_ms = now_ms;
+	s->mtime_ms = now_ms;
+}
+
 int seg_create(const char *dir, int64_t base, int64_t now_ms, struct log_seg **out)
 {
 	struct log_seg *s = seg_alloc(dir, base);
@@ -107,17 +118,25 @@ int seg_create(const char *dir, int64_t base, int64_t now_ms, struct log_seg **o
 	if ((rc = open_ext(s, "timeindex", O_RDWR | O_CREAT | O_TRUNC)) < 0)
 		goto fail;
 	s->tidx_fd = rc;
-	s->state = SEG_ACTIVE;
-	s->idx_loaded = true;
-	s->max_ts_known = true;
-	s->first_ts_known = true;
-	s->roll_start_ms = now_ms;
-	s->mtime_ms = now_ms;
+	seg_init_active(s, now_ms);
 	*out = s;
 	return 0;
 fail:
 	seg_unref(s);
 	return rc;
+}
+
+int seg_adopt(const char *dir, int64_t base, int64_t now_ms, const int fds[3], struct log_seg **out)
+{
+	struct log_seg *s = seg_alloc(dir, base);
+	if (!s)
+		return -ENOMEM;
+	s->fd = fds[0];
+	s->oidx_fd = fds[1];
+	s->tidx_fd = fds[2];
+	seg_init_active(s, now_ms);
+	*out = s;
+	return 0;
 }
 
 int seg_open_existing(int dirfd, const char *dir, int64_t base, struct log_seg **out)
@@ -513,6 +532,11 @@ int seg_load_index(struct log_seg *s, int32_t index_interval_bytes, int64_t *reb
 		slog_warn("log", "segment %s: damaged index (size or order); rebuilding", s->path);
 	else
 		slog_info("log", "segment %s: no index; rebuilding", s->path);
+	/* Synchronous on purpose, on whichever thread looks the segment up (the reactor, for a
+	 * closed segment read after a crash damaged its index): a rare repair that happens once per
+	 * damaged index, since the rewrite is fsynced; doing it through the ring would make every
+	 * lookup path (log_read, ListOffsets) asynchronous for a case that normal operation never
+	 * produces (close jobs fsync indexes before a segment is published). */
 	/* Keep what the log already knows of the tail (end offset, hw): rebuild only indexes. */
 	int64_t end = s->end_offset, hw_pos = s->hw_pos, hw_off = s->hw_offset;
 	seg_reset_state(s);

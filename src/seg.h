@@ -93,6 +93,13 @@ struct log_seg {
 	int close_err;
 	bool close_started;
 	struct seg_op close_ops[5];
+	/* A segment adopted from the log's pre-opened spare files: bit i (0 .log, 1 .index,
+	 * 2 .timeindex) is set while file i still carries its temporary name
+	 * "strata-spare-<tmp_gen>.<ext>.tmp" (log.c's rename through the ring is in flight or
+	 * failed). Nothing in such a file is made durable, hence acknowledged, before the renames
+	 * completed and a directory fsync followed; recovery deletes *.tmp files. */
+	uint8_t tmp_mask;
+	uint32_t tmp_gen;
 };
 
 /* Formats "<path>.<ext>" into buf. Returns 0 or -ENAMETOOLONG. */
@@ -103,6 +110,10 @@ int seg_parse_name(const char *name, const char *ext, int64_t *base);
 /* A new, empty active segment: creates .log, .index and .timeindex (the directory needs an
  * fsync before anything in them is acknowledged). Returns 0 or -errno. */
 int seg_create(const char *dir, int64_t base, int64_t now_ms, struct log_seg **out);
+/* A new, empty active segment on files the caller already created and opened (fds[0] .log,
+ * [1] .index, [2] .timeindex, all empty, e.g. pre-opened under temporary names that the caller
+ * renames): no syscall. On success s owns the fds; on failure (-ENOMEM) the caller keeps them. */
+int seg_adopt(const char *dir, int64_t base, int64_t now_ms, const int fds[3], struct log_seg **out);
 /* An existing segment found at open: stats .log (size, mtime); opens nothing. Its state is
  * CLOSED and indexes unloaded until used. */
 int seg_open_existing(int dirfd, const char *dir, int64_t base, struct log_seg **out);

@@ -223,6 +223,24 @@ static const char *tear_tail(const char *dir, int64_t max_acked_last, struct lt_
 
 /* ---- parent checks ------------------------------------------------------------------------------ */
 
+/* Files under temporary names: the next segment's pre-opened files ("strata-spare-*.tmp"), a
+ * checkpoint being written. */
+static int count_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t k = strlen(de->d_name);
+		if (k > 4 && strcmp(de->d_name + k - 4, ".tmp") == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static struct ack *acks;
 static size_t nacks, cap_acks;
 
@@ -365,7 +383,8 @@ int main(void)
 	tap_diag("seed %llu (rounds %d)", (unsigned long long)seed0, rounds);
 	struct lt_rng rng = { seed0 | 1 };
 
-	int64_t total_acked = 0, rounds_with_acks = 0, torn_rounds = 0;
+	int64_t total_acked = 0, rounds_with_acks = 0, torn_rounds = 0, tmp_rounds = 0;
+	int fail_tmp = 0;
 	int fail_present = 0, fail_scan = 0, fail_gap = 0, fail_bad = 0, fail_continue = 0, fail_open = 0, fail_child = 0, fail_end = 0;
 	int64_t max_acked_last = -1;
 	for (int r = 0; r < rounds; r++) {
@@ -466,7 +485,10 @@ int main(void)
 		log_config_defaults(&cfg);
 		cfg.segment_bytes = SEGMENT_BYTES;
 		struct log *l;
+		tmp_rounds += count_tmp(logdir) > 0;
 		int rc = log_open(&ur, logdir, &cfg, NULL, &l);
+		if (rc == 0 && count_tmp(logdir) != 0 && fail_tmp++ < 5)
+			tap_diag("round %d: temporary files left after log_open", r);
 		if (rc != 0) {
 			if (fail_open++ < 5)
 				tap_diag("round %d: log_open after the kill: %s (%s)", r, strerror(-rc), tear);
@@ -535,6 +557,9 @@ int main(void)
 	}
 	tap_diag("%lld acknowledged batches over %d rounds (%lld rounds with acks, %lld with a torn tail)",
 		 (long long)total_acked, rounds, (long long)rounds_with_acks, (long long)torn_rounds);
+	tap_diag("%lld rounds killed with files under temporary names (pre-opened segment files, a "
+		 "checkpoint being written)", (long long)tmp_rounds);
+	is_int(fail_tmp, 0, "log_open removes every temporary file (pre-opened segment files, checkpoint)");
 	ok(rounds >= 50 || getenv("STRATA_CRASH_ROUNDS"), "%d kill rounds", rounds);
 	ok(rounds_with_acks >= rounds / 2, "the child got appends acknowledged in most rounds (%lld)",
 	   (long long)rounds_with_acks);

@@ -713,6 +713,7 @@ static void test_retention(void)
 	is_int(log_read(l, 0, INT64_MAX, 1000, true, &s), KERR_OFFSET_OUT_OF_RANGE, "deleted offsets out of range");
 	char p[PATH_MAX];
 	join(p, sizeof p, dir, "00000000000000000000.log");
+	uring_drain(&ur); /* the unlinks run on the ring */
 	ok(access(p, F_OK) != 0, "deleted segment's file is gone");
 
 	/* a slice outlives the deletion of its segment */
@@ -1169,6 +1170,74 @@ static void test_relaxed_roll(void)
 	log_destroy(l);
 }
 
+static int count_tmp_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t k = strlen(de->d_name);
+		if (k > 4 && strcmp(de->d_name + k - 4, ".tmp") == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Rolls adopt the next segment's files, opened through the ring once the active segment is
+ * half full: no file is created on the reactor, segments get their final names, the roll
+ * histogram counts every roll, and a clean close leaves no temporary file behind. */
+static void test_roll_spare(void)
+{
+	char dir[PATH_MAX], p[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 2000;
+	memset(&hk, 0, sizeof hk);
+	struct log *l = open_log(dir, &c);
+	struct batchgen_opts g = gen(2, 150, 1000);
+	for (int i = 0; i < 40; i++) {
+		append_wait(l, &g, NULL);
+		uring_drain(&ur); /* the pre-open completes before the next roll */
+	}
+	struct log_stats st;
+	log_get_stats(l, &st);
+	ok(st.rolls >= 5, "%lld rolls", (long long)st.rolls);
+	is_int(st.rolls_sync, 0, "every roll adopted pre-opened files");
+	int64_t hist = 0;
+	for (int i = 0; i < LOG_ROLL_HIST_BUCKETS; i++)
+		hist += st.roll_hist[i];
+	is_int(hist, st.rolls, "the roll histogram counts every roll");
+	ok(st.roll_ns_max > 0 && st.roll_ns_total >= st.roll_ns_max, "roll time recorded");
+	is_int(hk.closed_calls, log_segment_count(l) - 1, "every rolled segment closed and published");
+	int named = 1;
+	for (int i = 0; i < hk.closed_calls && i < 64; i++) {
+		named &= access(hk.closed[i].log_path, F_OK) == 0 && access(hk.closed[i].index_path, F_OK) == 0 &&
+			 access(hk.closed[i].timeindex_path, F_OK) == 0;
+	}
+	ok(named, "published segments carry their final names");
+	ok(count_tmp_files(dir) <= 3, "at most one spare's files under temporary names (%d)", count_tmp_files(dir));
+	/* an explicit roll with no spare ready creates the files itself */
+	int64_t sync0 = st.rolls_sync;
+	append_wait(l, &g, NULL);
+	is_int(log_roll(l), 0, "log_roll");
+	log_get_stats(l, &st);
+	ok(st.rolls_sync <= sync0 + 1, "explicit roll: adopted or created (%lld created)", (long long)st.rolls_sync);
+	append_wait(l, &g, NULL);
+	int64_t end = log_end_offset(l);
+	is_int(log_close(l), 0, "close");
+	is_int(count_tmp_files(dir), 0, "a clean close leaves no temporary file");
+	l = open_log(dir, &c);
+	int bad = 0;
+	is_int(read_all(l, 1 << 20, &bad), end, "reopened: everything readable");
+	is_int(bad, 0, "reopened: valid slices");
+	join(p, sizeof p, dir, "strata-checkpoint");
+	ok(access(p, F_OK) == 0, "checkpoint present");
+	log_destroy(l);
+}
+
 /* Counts this process's fds open on files under dir, and mappings of them. */
 static int count_fds_in(const char *dir)
 {
@@ -1223,8 +1292,9 @@ static void test_closed_files(void)
 		append_wait(l, &g, NULL);
 	uring_drain(&ur);
 	int nsegs = log_segment_count(l);
-	/* an active segment holds .log, .index, .timeindex */
-	int bound_fds = LOG_CLOSED_FILES_MAX + 3, bound_maps = 2 * LOG_CLOSED_FILES_MAX;
+	/* an active segment holds .log, .index, .timeindex, and so does the next one's pre-opened
+	 * spare (once the active segment is half full) */
+	int bound_fds = LOG_CLOSED_FILES_MAX + 3 + 3, bound_maps = 2 * LOG_CLOSED_FILES_MAX;
 	ok(nsegs > 3 * LOG_CLOSED_FILES_MAX, "%d segments", nsegs);
 	ok(count_fds_in(dir) <= bound_fds, "after rolling: %d fds open (bound %d)", count_fds_in(dir), bound_fds);
 	int bad = 0;
@@ -1398,6 +1468,7 @@ int main(void)
 	test_failure_across_rolls();
 	test_coalesced_writes();
 	test_relaxed_roll();
+	test_roll_spare();
 	test_closed_files();
 	test_open_at();
 	uring_fini(&ur);

@@ -788,6 +788,155 @@ static void test_many_segments(void)
 	rm_rf(dir);
 }
 
+/* ---- rolls through pre-opened files: every intermediate state a crash can leave ---------------- */
+
+static int count_suffix(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	size_t m = strlen(suffix);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t k = strlen(de->d_name);
+		if (k >= m && strcmp(de->d_name + k - m, suffix) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* The largest segment base in dir (the active segment's). */
+static int64_t last_base(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int64_t best = -1;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		size_t k = strlen(de->d_name);
+		if (k == 24 && strcmp(de->d_name + 20, ".log") == 0) {
+			int64_t b = strtoll(de->d_name, NULL, 10);
+			if (b > best)
+				best = b;
+		}
+	}
+	if (d)
+		closedir(d);
+	return best;
+}
+
+static void seg_to_tmp(const char *dir, int64_t base, const char *ext)
+{
+	char a[PATH_MAX], b[PATH_MAX], name[64];
+	seg_path(a, sizeof a, dir, base, ext);
+	snprintf(name, sizeof name, "strata-spare-77.%s.tmp", ext);
+	join(b, sizeof b, dir, name);
+	if (rename(a, b) < 0)
+		BAIL_OUT("rename %s: %s", a, strerror(errno));
+}
+
+/* Opens a crash copy, checks it serves exactly [0, want_end) once, appends one batch at
+ * want_end, and checks a reopen keeps it. */
+static void check_crash_copy(const char *snap, const struct log_config *c, int64_t want_end, const char *what)
+{
+	slog_set_level(SLOG_ERROR);
+	struct log *l = open_log(snap, c);
+	slog_set_level(SLOG_INFO);
+	is_int(count_suffix(snap, ".tmp"), 0, "%s: temporary files removed at open", what);
+	is_int(log_end_offset(l), want_end, "%s: log end offset", what);
+	int bad = 0;
+	is_int(read_all(l, &bad), want_end, "%s: every record below it readable", what);
+	is_int(bad, 0, "%s: whole, CRC-valid batches with contiguous offsets", what);
+	struct batchgen_opts g = gen(2, 100, 9000);
+	int64_t base = -1;
+	is_int(append_wait(l, &g, &base, NULL), KERR_NONE, "%s: appends continue", what);
+	is_int(base, want_end, "%s: at the log end (no offset served twice)", what);
+	is_int(log_close(l), 0, "%s: clean close", what);
+	l = open_log(snap, c);
+	bad = 0;
+	is_int(read_all(l, &bad), want_end + 2, "%s: reopened: everything readable", what);
+	is_int(bad, 0, "%s: reopened: slices valid", what);
+	log_close(l);
+}
+
+static void test_spare_states(void)
+{
+	char dir[PATH_MAX], snap[PATH_MAX], p[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = cfg();
+	c.segment_bytes = 3000;
+	struct log *l = open_log(dir, &c);
+	struct batchgen_opts g = gen(2, 100, 1000);
+	/* Draining after each append lets the pre-opens finish before the next roll. */
+	for (int i = 0; i < 500 && log_segment_count(l) < 3; i++) {
+		append_wait(l, &g, NULL, NULL);
+		uring_drain(&ur);
+	}
+	struct log_stats st;
+	log_get_stats(l, &st);
+	ok(st.rolls >= 2 && st.rolls_sync == 0, "rolls adopt pre-opened files (%lld rolls, %lld created on the reactor)",
+	   (long long)st.rolls, (long long)st.rolls_sync);
+	for (int i = 0; i < 500 && count_suffix(dir, ".tmp") < 3 && log_segment_count(l) == 3; i++) {
+		append_wait(l, &g, NULL, NULL);
+		uring_drain(&ur);
+	}
+	ok(count_suffix(dir, ".log.tmp") == 1 && count_suffix(dir, ".index.tmp") == 1 &&
+	   count_suffix(dir, ".timeindex.tmp") == 1 && log_segment_count(l) == 3,
+	   "half way to the next roll its files are open under temporary names");
+	is_int(count_suffix(dir, ".log"), 3, "the rolled segments carry their final names");
+	int64_t end = log_end_offset(l), lb = last_base(dir);
+	ok(lb > 0 && lb < end, "the active segment starts at %lld (log end %lld)", (long long)lb, (long long)end);
+
+	/* A: killed with the spare open (nothing in it yet) */
+	new_dir(snap, sizeof snap);
+	copy_dir(dir, snap);
+	check_crash_copy(snap, &c, end, "spare open");
+	rm_rf(snap);
+
+	/* B: killed after a roll adopted the spare, before any rename: the newest segment still
+	 * under temporary names. Rounds wait for the renames, so nothing in it was acknowledged. */
+	new_dir(snap, sizeof snap);
+	copy_dir(dir, snap);
+	seg_to_tmp(snap, lb, "log");
+	seg_to_tmp(snap, lb, "index");
+	seg_to_tmp(snap, lb, "timeindex");
+	check_crash_copy(snap, &c, lb, "no rename done");
+	rm_rf(snap);
+
+	/* C: only the .log renamed: its indexes are rebuilt */
+	new_dir(snap, sizeof snap);
+	copy_dir(dir, snap);
+	seg_to_tmp(snap, lb, "index");
+	seg_to_tmp(snap, lb, "timeindex");
+	check_crash_copy(snap, &c, end, ".log renamed, indexes not");
+	seg_path(p, sizeof p, snap, lb, "timeindex");
+	ok(file_size(p) > 0, ".log renamed, indexes not: the time index was recreated");
+	rm_rf(snap);
+
+	/* D: only the indexes renamed: without their .log they are orphans */
+	new_dir(snap, sizeof snap);
+	copy_dir(dir, snap);
+	seg_to_tmp(snap, lb, "log");
+	check_crash_copy(snap, &c, lb, "indexes renamed, .log not");
+	rm_rf(snap);
+
+	/* E: a half-written checkpoint temp file next to a good checkpoint */
+	is_int(log_close(l), 0, "clean close");
+	is_int(count_suffix(dir, ".tmp"), 0, "a clean close leaves no temporary file");
+	join(p, sizeof p, dir, "strata-checkpoint.tmp");
+	write_file(p, "strata-log-checkpoint 1\nlog_start_offs", 38);
+	slog_set_level(SLOG_WARN);
+	l = open_log(dir, &c);
+	slog_set_level(SLOG_INFO);
+	log_get_stats(l, &st);
+	ok(access(p, F_OK) != 0, "half-written checkpoint temp file removed at open");
+	is_int(st.open_batches_scanned, 0, "the good checkpoint is used (nothing scanned)");
+	is_int(log_end_offset(l), end, "log intact");
+	log_close(l);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "%s/strata-rec-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -802,6 +951,7 @@ int main(void)
 	test_index_damage();
 	test_leftovers();
 	test_many_segments();
+	test_spare_states();
 	uring_fini(&ur);
 	rm_rf(root);
 	return tap_done();

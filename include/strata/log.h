@@ -129,7 +129,10 @@ int log_append(struct log *l, struct log_append *a);
 /* Closed segments keep their .log fd and index mappings open only while among the log's
  * LOG_CLOSED_FILES_MAX most recently used closed segments, or while a slice references them
  * (files are reopened on demand): a broker with thousands of segments per partition does not
- * run out of descriptors or mappings. */
+ * run out of descriptors or mappings. Besides those, the active segment holds its three files
+ * and, once it is half way to a roll (by segment.bytes, segment.index.bytes or segment.ms),
+ * the next segment's three files pre-opened under temporary names, so the roll makes no
+ * blocking call on the reactor. */
 #define LOG_CLOSED_FILES_MAX 8
 
 /* A byte range of whole batches in one segment file, for sending without a copy. */
@@ -164,14 +167,18 @@ int64_t log_end_offset(const struct log *l);     /* next offset to assign */
 int64_t log_size_bytes(const struct log *l);
 int32_t log_segment_count(const struct log *l);
 
-/* Rolls the active segment now (no-op when it is empty). Returns 0 or -errno. */
+/* Rolls the active segment now (no-op when it is empty). Uses the next segment's pre-opened
+ * files when they are ready, else creates them (blocking; counted in rolls_sync). Returns 0 or
+ * -errno. */
 int log_roll(struct log *l);
 /* Time-driven work: roll on segment.ms, fsync on flush.ms, the periodic recovery checkpoint
  * (every 60 s when something changed), retries after storage errors. now_ms is wall-clock
  * (st_now_ms). Call about once a second. */
 void log_tick(struct log *l, int64_t now_ms);
 /* cleanup.policy=delete: removes whole closed segments past retention.ms / retention.bytes
- * (asking hooks.segment_deletable first). Returns segments deleted or -errno. */
+ * (asking hooks.segment_deletable first). The segments leave the log at once; their files are
+ * unlinked through the ring (gone once those operations complete, e.g. after uring_drain).
+ * Returns segments deleted or -errno. */
 int log_retention_run(struct log *l, int64_t now_ms);
 /* DeleteRecords: moves the log start offset up to new_start (<= high watermark), persisted
  * (by a checkpoint started before returning and completing asynchronously on the ring;
@@ -195,6 +202,7 @@ void log_set_leader_epoch(struct log *l, int32_t epoch);
 bool log_storage_failed(const struct log *l);
 
 /* Counters for tests, metrics and the benchmark. */
+#define LOG_ROLL_HIST_BUCKETS 20
 struct log_stats {
 	int64_t open_batches_scanned;   /* batches CRC-checked by log_open's recovery */
 	int64_t open_bytes_truncated;   /* torn/corrupt tail bytes cut off at open */
@@ -206,6 +214,13 @@ struct log_stats {
 	int64_t rolls;
 	int64_t write_errors;           /* appends failed with KAFKA_STORAGE_ERROR */
 	int64_t checkpoints;            /* recovery checkpoints written */
+	/* Time the reactor spent inside a roll (creating or adopting the next segment, starting
+	 * the closing one's index work): roll_hist[0] counts rolls under 1 us, roll_hist[i] those in
+	 * [2^(i-1), 2^i) us, the last bucket everything longer. */
+	int64_t roll_ns_total, roll_ns_max;
+	int64_t roll_hist[LOG_ROLL_HIST_BUCKETS];
+	int64_t rolls_sync;             /* rolls that created their files on the reactor (no
+	                                   pre-opened spare ready) */
 };
 void log_get_stats(const struct log *l, struct log_stats *out);
 

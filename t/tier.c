@@ -309,6 +309,80 @@ static void test_verify_chunk(const struct seg_bytes *sb)
 	batch_set_base_offset(copy + first, SEG_BASE + 7);
 	ok(rcache_verify_chunk(&m, 0, copy, first * 2, -1, why, sizeof why) == -EBADMSG,
 	   "verify: offsets not contiguous refused (%s)", why);
+
+	/* Local chunks are verified as they are read, a window at a time: wherever the windows
+	 * cut batches and headers, every case above must end the same way, for the same reason. */
+	static const size_t windows[] = { 1, 7, 60, 61, 62, 999, 4096, 65536 };
+	struct vcase {
+		int64_t pos, first_last;
+		size_t len;
+		uint32_t crc_flip;
+		int copy_kind; /* 0 original, 1 a record byte flipped, 2 base offset moved */
+	} cases[] = {
+		{ 0, -1, sb->log_len, 0, 0 },
+		{ 0, -1, sb->log_len, 1, 0 },
+		{ 0, -1, sb->log_len - 7, 0, 0 },
+		{ (int64_t)first, SEG_BASE + 2 * SEG_RECS - 1, sb->log_len - first, 0, 0 },
+		{ (int64_t)first, SEG_BASE + 3 * SEG_RECS - 1, sb->log_len - first, 0, 0 },
+		{ (int64_t)first, -1, sb->log_len - first, 0, 1 },
+		{ 0, -1, first * 2, 0, 2 },
+	};
+	int same = 0, total = 0;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		memcpy(copy, sb->log, sb->log_len);
+		if (cases[c].copy_kind == 1)
+			copy[first + 70] ^= 1;
+		else if (cases[c].copy_kind == 2)
+			batch_set_base_offset(copy + first, SEG_BASE + 7);
+		m.log_crc ^= cases[c].crc_flip;
+		const uint8_t *b = copy + cases[c].pos;
+		char why1[256] = "", why2[256] = "";
+		int r1 = rcache_verify_chunk(&m, cases[c].pos, b, cases[c].len, cases[c].first_last, why1,
+					     sizeof why1);
+		for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+			int r2 = rcache_verify_chunk_windows(&m, cases[c].pos, b, cases[c].len, windows[w],
+							     cases[c].first_last, why2, sizeof why2);
+			total++;
+			if (r1 == r2 && (r1 == 0 || strcmp(why1, why2) == 0))
+				same++;
+			else
+				tap_diag("case %zu window %zu: %d (%s) vs %d (%s)", c, windows[w], r1, why1, r2,
+				     why2);
+		}
+		m.log_crc ^= cases[c].crc_flip;
+	}
+	ok(same == total, "verify in windows: every case ends as on the whole buffer (%d of %d)", same,
+	   total);
+
+	/* A flipped byte anywhere fails the chunk, wherever the windows fall: the whole object by
+	 * its CRC; a chunk by its batches' CRCs, framing and offsets (except a batch's partition
+	 * leader epoch, which Kafka's batch CRC does not cover and a broker may rewrite). */
+	int flips = 0, caught = 0, skipped = 0;
+	for (size_t p = 0; p < sb->log_len; p += 31) {
+		size_t bstart = 0;
+		while (bstart + (size_t)batch_size(&(struct batch_hdr){ .batch_length =
+				(int32_t)st_be32(sb->log + bstart + 8) }) <= p)
+			bstart += (size_t)batch_size(&(struct batch_hdr){ .batch_length =
+				(int32_t)st_be32(sb->log + bstart + 8) });
+		memcpy(copy, sb->log, sb->log_len);
+		copy[p] ^= 0x10;
+		size_t w = windows[(p / 31) % (sizeof windows / sizeof windows[0])];
+		flips++;
+		if (rcache_verify_chunk_windows(&m, 0, copy, sb->log_len, w, -1, why, sizeof why) < 0)
+			caught++;
+		if (p < first)
+			continue;
+		if (p - bstart >= BATCH_OFF_LEADER_EPOCH && p - bstart < BATCH_OFF_MAGIC) {
+			skipped++;
+			continue;
+		}
+		flips++;
+		if (rcache_verify_chunk_windows(&m, (int64_t)first, copy + first, sb->log_len - first, w,
+						SEG_BASE + 2 * SEG_RECS - 1, why, sizeof why) < 0)
+			caught++;
+	}
+	ok(flips > 3000 && caught == flips, "verify in windows: every flipped byte refused (%d of %d, "
+	   "%d leader-epoch bytes not tried in chunks)", caught, flips, skipped);
 	free(copy);
 }
 

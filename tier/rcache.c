@@ -34,6 +34,8 @@
 #define RC_TS_FRESH_MS 10000
 #define RC_INFLATE_MAX (256u << 20)
 #define RC_INDEX_MAX_BYTES (64u << 20)
+#define RC_LOCAL_WINDOW_BYTES (256u << 10) /* a local chunk is read and verified this much at a
+                                              time: small enough to stay in the CPU's L2 */
 
 enum { ST_LOADING, ST_READY, ST_FAILED };
 
@@ -374,64 +376,189 @@ static bool job_queue(struct rcache *rc, int kind, const struct rcache_seg *seg,
 
 /* --- verification ---------------------------------------------------------------------------- */
 
+/* The chunk verifier takes the chunk's bytes in order, in pieces of any size, so a local chunk
+ * is read in small windows that stay in the CPU cache while they are checked: each byte comes
+ * from the page cache once and is CRC'd while hot (a whole 4 MiB buffer would be written and
+ * read back from further away). A batch may span pieces: its header is gathered in hdr and its
+ * CRC-32C continued across them. Every check runs on the batch's own bytes exactly as on a
+ * whole buffer, in the same order (framing at the header, then magic, CRC, offsets at its end). */
+struct chunk_vfy {
+	const struct manifest_seg *seg;
+	int64_t pos, len;               /* the chunk: [pos, pos + len) of the object */
+	int64_t first_last;
+	bool whole;                     /* the whole object: its CRC covers every byte */
+	bool failed;
+	uint32_t obj_crc;
+	int64_t at;                     /* bytes taken so far */
+	int64_t batch_at, batch_end;    /* the current batch (batch_end valid once its header is) */
+	uint32_t batch_crc;             /* of the current batch, from its attributes to at */
+	struct batch_hdr h;
+	uint8_t hdr[BATCH_HDR_SIZE];
+	int64_t expect_base, last;
+	int32_t n;
+	/* What a chunk needs to be served, gathered on the way (sp may be NULL: not wanted). */
+	struct sparse *sp;
+	size_t sp_cap, n_sp;
+	int64_t sp_last, first, next;
+	char *why;
+	size_t why_len;
+};
+
+static void vfy_init(struct chunk_vfy *v, const struct manifest_seg *seg, int64_t pos, int64_t len,
+		     int64_t first_last_offset, struct sparse *sp, size_t sp_cap, char *why,
+		     size_t why_len)
+{
+	*v = (struct chunk_vfy){ .seg = seg, .pos = pos, .len = len, .first_last = first_last_offset,
+				 .whole = pos == 0 && len == seg->size_bytes,
+				 .expect_base = pos == 0 ? seg->base_offset : -1, .last = -1,
+				 .sp = sp, .sp_cap = sp ? sp_cap : 0, .sp_last = -RC_SPARSE_BYTES,
+				 .first = -1, .next = -1, .why = why, .why_len = why_len };
+}
+
+static int vfy_fail(struct chunk_vfy *v)
+{
+	v->failed = true;
+	return -EBADMSG;
+}
+
+/* The header of the batch at batch_at is complete in hdr: framing, then where the batch ends. */
+static int vfy_batch_start(struct chunk_vfy *v)
+{
+	struct batch_hdr *h = &v->h;
+	batch_parse_hdr(v->hdr, sizeof v->hdr, h); /* cannot fail: a whole header */
+	int64_t size = batch_size(h);
+	if (h->batch_length < BATCH_HDR_SIZE - BATCH_LOG_OVERHEAD || size > v->len - v->batch_at) {
+		snprintf(v->why, v->why_len, "bad batch length %d at byte %" PRId64, h->batch_length,
+			 v->pos + v->batch_at);
+		return vfy_fail(v);
+	}
+	v->batch_end = v->batch_at + size;
+	if (!v->whole)
+		v->batch_crc = crc32c(0, v->hdr + BATCH_OFF_ATTRIBUTES,
+				      BATCH_HDR_SIZE - BATCH_OFF_ATTRIBUTES);
+	if (v->batch_at - v->sp_last >= RC_SPARSE_BYTES && v->n_sp < v->sp_cap) {
+		v->sp[v->n_sp++] = (struct sparse){ v->batch_at, h->base_offset };
+		v->sp_last = v->batch_at;
+	}
+	return 0;
+}
+
+/* Every byte of the current batch was taken. */
+static int vfy_batch_end(struct chunk_vfy *v)
+{
+	const struct batch_hdr *h = &v->h;
+	const struct manifest_seg *seg = v->seg;
+	int64_t at = v->pos + v->batch_at;
+	/* The whole object's CRC covers every byte of a whole-object chunk (checked at the end). */
+	if (h->magic != BATCH_MAGIC_V2 || (!v->whole && v->batch_crc != h->crc)) {
+		snprintf(v->why, v->why_len, "batch at byte %" PRId64 " (offset %" PRId64 "): %s", at,
+			 h->base_offset, h->magic != BATCH_MAGIC_V2 ? "bad magic" : "CRC mismatch");
+		return vfy_fail(v);
+	}
+	if (h->last_offset_delta < 0 || h->base_offset < seg->base_offset ||
+	    batch_last_offset(h) > seg->last_offset ||
+	    (v->expect_base >= 0 && h->base_offset != v->expect_base) ||
+	    (v->n == 0 && v->first_last >= 0 && batch_last_offset(h) != v->first_last)) {
+		snprintf(v->why, v->why_len, "batch at byte %" PRId64 " has offsets %" PRId64 "..%" PRId64
+			 " where the segment [%" PRId64 ", %" PRId64 "] expects %" PRId64, at,
+			 h->base_offset, batch_last_offset(h), seg->base_offset, seg->last_offset,
+			 v->expect_base);
+		return vfy_fail(v);
+	}
+	v->last = batch_last_offset(h);
+	v->expect_base = v->last + 1;
+	if (v->n == 0)
+		v->first = h->base_offset;
+	v->next = v->last + 1;
+	v->n++;
+	v->batch_at = v->batch_end;
+	return 0;
+}
+
+/* Takes the next len bytes of the chunk. */
+static int vfy_feed(struct chunk_vfy *v, const uint8_t *p, size_t len)
+{
+	if (v->failed)
+		return -EBADMSG;
+	ST_ASSERT((int64_t)len <= v->len - v->at);
+	if (v->whole)
+		v->obj_crc = crc32c(v->obj_crc, p, len);
+	while (len > 0) {
+		int64_t in_batch = v->at - v->batch_at;
+		if (in_batch < BATCH_HDR_SIZE) {
+			if (in_batch == 0 && v->len - v->batch_at < BATCH_HDR_SIZE) {
+				snprintf(v->why, v->why_len, "truncated batch header at byte %" PRId64,
+					 v->pos + v->batch_at);
+				return vfy_fail(v);
+			}
+			size_t take = (size_t)(BATCH_HDR_SIZE - in_batch);
+			if (take > len)
+				take = len;
+			memcpy(v->hdr + in_batch, p, take);
+			p += take;
+			len -= take;
+			v->at += (int64_t)take;
+			if (v->at - v->batch_at < BATCH_HDR_SIZE)
+				break;
+			if (vfy_batch_start(v) < 0)
+				return -EBADMSG;
+		} else {
+			size_t take = (size_t)(v->batch_end - v->at);
+			if (take > len)
+				take = len;
+			if (!v->whole)
+				v->batch_crc = crc32c(v->batch_crc, p, take);
+			p += take;
+			len -= take;
+			v->at += (int64_t)take;
+		}
+		if (v->at == v->batch_end && vfy_batch_end(v) < 0)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+/* After the last byte: what only the whole chunk tells. */
+static int vfy_finish(struct chunk_vfy *v)
+{
+	if (v->failed)
+		return -EBADMSG;
+	ST_ASSERT(v->at == v->len);
+	if (v->whole && v->obj_crc != v->seg->log_crc) {
+		snprintf(v->why, v->why_len, "object CRC-32C %08x, manifest says %08x", v->obj_crc,
+			 v->seg->log_crc);
+		return vfy_fail(v);
+	}
+	if (v->n == 0) {
+		snprintf(v->why, v->why_len, "empty chunk");
+		return vfy_fail(v);
+	}
+	if (v->pos + v->len == v->seg->size_bytes && v->last != v->seg->last_offset) {
+		snprintf(v->why, v->why_len, "segment ends at offset %" PRId64 ", manifest says %" PRId64,
+			 v->last, v->seg->last_offset);
+		return vfy_fail(v);
+	}
+	return 0;
+}
+
+int rcache_verify_chunk_windows(const struct manifest_seg *seg, int64_t pos, const uint8_t *buf,
+				size_t len, size_t window, int64_t first_last_offset, char *why,
+				size_t why_len)
+{
+	struct chunk_vfy v;
+	if (window == 0)
+		window = len ? len : 1;
+	vfy_init(&v, seg, pos, (int64_t)len, first_last_offset, NULL, 0, why, why_len);
+	for (size_t p = 0; p < len; p += window)
+		if (vfy_feed(&v, buf + p, len - p < window ? len - p : window) < 0)
+			return -EBADMSG;
+	return vfy_finish(&v);
+}
+
 int rcache_verify_chunk(const struct manifest_seg *seg, int64_t pos, const uint8_t *buf,
 			size_t len, int64_t first_last_offset, char *why, size_t why_len)
 {
-	size_t p = 0;
-	int64_t expect_base = pos == 0 ? seg->base_offset : -1, last = -1;
-	int n = 0;
-	bool whole = pos == 0 && (int64_t)len == seg->size_bytes;
-	if (whole) {
-		uint32_t crc = crc32c(0, buf, len);
-		if (crc != seg->log_crc) {
-			snprintf(why, why_len, "object CRC-32C %08x, manifest says %08x", crc, seg->log_crc);
-			return -EBADMSG;
-		}
-	}
-	while (p < len) {
-		struct batch_hdr h;
-		if (len - p < BATCH_HDR_SIZE || batch_parse_hdr(buf + p, len - p, &h) < 0) {
-			snprintf(why, why_len, "truncated batch header at byte %" PRId64, pos + (int64_t)p);
-			return -EBADMSG;
-		}
-		int64_t size = batch_size(&h);
-		if (h.batch_length < BATCH_HDR_SIZE - BATCH_LOG_OVERHEAD || size > (int64_t)(len - p)) {
-			snprintf(why, why_len, "bad batch length %d at byte %" PRId64, h.batch_length,
-				 pos + (int64_t)p);
-			return -EBADMSG;
-		}
-		/* The whole object's CRC already covered every byte of a whole-object chunk. */
-		if (h.magic != BATCH_MAGIC_V2 || (!whole && !batch_crc_ok(buf + p, (size_t)size))) {
-			snprintf(why, why_len, "batch at byte %" PRId64 " (offset %" PRId64 "): %s",
-				 pos + (int64_t)p, h.base_offset, h.magic != BATCH_MAGIC_V2 ? "bad magic"
-											    : "CRC mismatch");
-			return -EBADMSG;
-		}
-		if (h.last_offset_delta < 0 || h.base_offset < seg->base_offset ||
-		    batch_last_offset(&h) > seg->last_offset ||
-		    (expect_base >= 0 && h.base_offset != expect_base) ||
-		    (n == 0 && first_last_offset >= 0 && batch_last_offset(&h) != first_last_offset)) {
-			snprintf(why, why_len, "batch at byte %" PRId64 " has offsets %" PRId64 "..%" PRId64
-				 " where the segment [%" PRId64 ", %" PRId64 "] expects %" PRId64,
-				 pos + (int64_t)p, h.base_offset, batch_last_offset(&h), seg->base_offset,
-				 seg->last_offset, expect_base);
-			return -EBADMSG;
-		}
-		last = batch_last_offset(&h);
-		expect_base = last + 1;
-		p += (size_t)size;
-		n++;
-	}
-	if (n == 0) {
-		snprintf(why, why_len, "empty chunk");
-		return -EBADMSG;
-	}
-	if (pos + (int64_t)len == seg->size_bytes && last != seg->last_offset) {
-		snprintf(why, why_len, "segment ends at offset %" PRId64 ", manifest says %" PRId64, last,
-			 seg->last_offset);
-		return -EBADMSG;
-	}
-	return 0;
+	return rcache_verify_chunk_windows(seg, pos, buf, len, len, first_last_offset, why, why_len);
 }
 
 /* --- downloads (download threads, lock not held unless said) --------------------------------- */
@@ -563,29 +690,33 @@ static int64_t pread_full(int fd, uint8_t *buf, size_t len, int64_t off)
 	return (int64_t)got;
 }
 
-/* Reads chunk [p0, p1) of seg's .log object into b and verifies it; *out points into b. With lf
- * (not NULL) from the object's local file when the store has them (lf->fd >= 0 on success: the
- * caller owns it), else by a ranged GET. */
+/* What a verified chunk needs to be served, from its verification. */
+struct chunk_index {
+	struct sparse *sp;              /* malloc'd; whoever holds it frees it */
+	size_t n_sp;
+	int64_t first, next;            /* first offset, offset after the last batch */
+};
+
+/* Reads chunk [p0, p1) of seg's .log object and verifies it. With lf (not NULL) from the
+ * object's local file when the store has them (lf->fd >= 0 on success: the caller owns it),
+ * read in windows of RC_LOCAL_WINDOW_BYTES through b and verified as they come (*out stays
+ * NULL: the bytes are served from the file); else by a ranged GET into b (*out points into b).
+ * With ci (not NULL), the chunk's sparse index on success. */
 static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64_t p0, int64_t p1,
 			  int64_t first_last, struct dl_buf *b, uint8_t **out, struct local_file *lf,
-			  char *why, size_t why_len)
+			  struct chunk_index *ci, char *why, size_t why_len)
 {
 	char key[MANIFEST_KEY_MAX + 16];
 	*out = NULL;
 	if (lf)
 		lf->fd = -1;
+	if (ci)
+		*ci = (struct chunk_index){ NULL, 0, -1, -1 };
 	if (manifest_key_object(key, sizeof key, seg->m.key, "log") < 0)
 		return -ENAMETOOLONG;
 	size_t len = (size_t)(p1 - p0);
-	if (len > b->cap || !b->p) {
-		uint8_t *np = realloc(b->p, len ? len : 1);
-		if (!np)
-			return -ENOMEM;
-		b->p = np;
-		b->cap = len ? len : 1;
-	}
-	uint8_t *buf = b->p;
 	int64_t got = -EOPNOTSUPP;
+	bool local = false;
 	if (lf && rc->cfg.local_direct && !__atomic_load_n(&rc->no_local, __ATOMIC_RELAXED)) {
 		int64_t size;
 		int fd = objstore_open_local(rc->os, key, &size);
@@ -598,35 +729,83 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 			close(fd);
 		} else {
 			lf->fd = fd;
-			got = pread_full(fd, buf, len, p0);
+			local = true;
 		}
 	}
-	if (got == -EOPNOTSUPP)
-		got = objstore_get_range(rc->os, key, p0, (int64_t)len, buf, len);
+	size_t want = local && len > RC_LOCAL_WINDOW_BYTES ? RC_LOCAL_WINDOW_BYTES : len;
+	if (want > b->cap || !b->p) {
+		uint8_t *np = realloc(b->p, want ? want : 1);
+		if (!np) {
+			if (lf && lf->fd >= 0) {
+				close(lf->fd);
+				lf->fd = -1;
+			}
+			return -ENOMEM;
+		}
+		b->p = np;
+		b->cap = want ? want : 1;
+	}
+	struct sparse *sp = NULL;
+	size_t sp_cap = 0;
+	if (ci) {
+		sp_cap = len / RC_SPARSE_BYTES + 2;
+		if (!(sp = malloc(sp_cap * sizeof *sp))) {
+			if (lf && lf->fd >= 0) {
+				close(lf->fd);
+				lf->fd = -1;
+			}
+			return -ENOMEM;
+		}
+	}
+	char vwhy[256] = "";
+	struct chunk_vfy v;
+	vfy_init(&v, &seg->m, p0, (int64_t)len, first_last, sp, sp_cap, vwhy, sizeof vwhy);
+	int verr = 0;
+	if (local) {
+		got = 0;
+		while ((size_t)got < len && verr == 0) {
+			size_t n = len - (size_t)got < want ? len - (size_t)got : want;
+			int64_t r = pread_full(lf->fd, b->p, n, p0 + got);
+			if (r < 0) {
+				got = r;
+				break;
+			}
+			verr = vfy_feed(&v, b->p, (size_t)r);
+			got += r;
+			if ((size_t)r < n)
+				break; /* end of file */
+		}
+	} else {
+		if (got == -EOPNOTSUPP)
+			got = objstore_get_range(rc->os, key, p0, (int64_t)len, b->p, len);
+		if (got >= 0 && (size_t)got == len)
+			verr = vfy_feed(&v, b->p, len);
+	}
 	int err = 0;
 	if (got < 0) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %s", key, p0, p1,
 			 strerror((int)-got));
 		err = (int)got;
-	} else if ((size_t)got != len) {
+	} else if (verr == 0 && (size_t)got != len) {
 		snprintf(why, why_len, "GET %.300s [%" PRId64 ", %" PRId64 "): %" PRId64 " bytes (object "
 			 "shorter than the manifest says)", key, p0, p1, got);
 		err = -EBADMSG;
-	} else {
-		char vwhy[256];
-		if (rcache_verify_chunk(&seg->m, p0, buf, len, first_last, vwhy, sizeof vwhy) < 0) {
-			snprintf(why, why_len, "%.300s [%" PRId64 ", %" PRId64 "): %.150s", key, p0, p1, vwhy);
-			err = -EBADMSG;
-		}
+	} else if (verr < 0 || vfy_finish(&v) < 0) {
+		snprintf(why, why_len, "%.300s [%" PRId64 ", %" PRId64 "): %.150s", key, p0, p1, vwhy);
+		err = -EBADMSG;
 	}
 	if (err < 0) {
+		free(sp);
 		if (lf && lf->fd >= 0) {
 			close(lf->fd);
 			lf->fd = -1;
 		}
 		return err;
 	}
-	*out = buf;
+	if (ci)
+		*ci = (struct chunk_index){ sp, v.n_sp, v.first, v.next };
+	if (!local)
+		*out = b->p;
 	return 0;
 }
 
@@ -645,14 +824,16 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Fills c (LOADING, owned by this job) from a verified buffer: the local file (lf->fd, taken
- * over) or a file in the cache directory, and the sparse index. */
+/* Fills c (LOADING, owned by this job) from a verified chunk: the local file (lf->fd, taken
+ * over) or a file in the cache directory written from buf, and ci's sparse index (taken over:
+ * ci->sp is NULL after success). */
 static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *buf, size_t len,
-		      int64_t pos, bool last_chunk, struct local_file *lf)
+		      int64_t pos, bool last_chunk, struct local_file *lf, struct chunk_index *ci)
 {
 	char path[sizeof c->path] = "";
 	int fd = lf->fd, err = 0;
 	if (fd < 0) {
+		ST_ASSERT(buf != NULL);
 		uint64_t seq;
 		pthread_mutex_lock(&rc->lock);
 		seq = ++rc->file_seq;
@@ -668,29 +849,6 @@ static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *
 		if (fd < 0)
 			return err;
 	}
-	/* Sparse batch index: enough to find a batch with a few header reads. */
-	size_t cap = len / RC_SPARSE_BYTES + 2, n = 0;
-	struct sparse *sp = malloc(cap * sizeof *sp);
-	if (!sp) {
-		close(fd);
-		if (path[0])
-			unlinkat(rc->dirfd, path, 0);
-		lf->fd = -1;
-		return -ENOMEM;
-	}
-	int64_t p = 0, last_entry = -RC_SPARSE_BYTES, next = -1, first = -1;
-	while (p < (int64_t)len) {
-		int64_t base = (int64_t)st_be64(buf + p);
-		int64_t size = (int64_t)st_be32(buf + p + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD;
-		if (first < 0)
-			first = base;
-		if (p - last_entry >= RC_SPARSE_BYTES && n < cap) {
-			sp[n++] = (struct sparse){ p, base };
-			last_entry = p;
-		}
-		next = base + (int64_t)st_be32(buf + p + BATCH_OFF_LAST_OFFSET_DELTA) + 1;
-		p += size;
-	}
 	memcpy(c->path, path, sizeof c->path);
 	c->fd = fd;
 	if (lf->fd >= 0) {
@@ -701,10 +859,11 @@ static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *
 		lf->fd = -1; /* c's now */
 	}
 	c->len = (int64_t)len;
-	c->sp = sp;
-	c->n_sp = (int32_t)n;
-	c->first_offset = first;
-	c->next_offset = next;
+	c->sp = ci->sp;
+	c->n_sp = (int32_t)ci->n_sp;
+	ci->sp = NULL;
+	c->first_offset = ci->first;
+	c->next_offset = ci->next;
 	c->last_chunk = last_chunk;
 	return 0;
 }
@@ -788,18 +947,20 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 	/* 2. The chunk. */
 	uint8_t *buf = NULL;
 	struct local_file lf;
-	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, &lf, why, sizeof why);
+	struct chunk_index ci;
+	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, &lf, &ci, why, sizeof why);
 	pthread_mutex_lock(&rc->lock);
 	struct rcache_chunk *c = chunk_find(rc, j->seg.m.key, k);
 	pthread_mutex_unlock(&rc->lock);
 	if (err == 0 && c && c->state == ST_LOADING) {
-		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf);
+		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf, &ci);
 		if (err < 0)
 			snprintf(why, sizeof why, "cannot write the cache file in %.300s: %s", rc->dir,
 				 strerror(-err));
 	}
 	if (lf.fd >= 0) /* not taken by the chunk */
 		close(lf.fd);
+	free(ci.sp);
 	pthread_mutex_lock(&rc->lock);
 	c = chunk_find(rc, j->seg.m.key, k);
 	if (c && c->state == ST_LOADING) {
@@ -897,7 +1058,7 @@ static void run_ts_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 		for (int32_t k = lo; k < n && off < 0 && err == 0; k++) {
 			uint8_t *buf;
 			err = chunk_download(rc, &j->seg, pos[k], pos[k + 1], k > 0 ? fl[k] : -1, dl, &buf,
-					     NULL, why, sizeof why);
+					     NULL, NULL, why, sizeof why);
 			if (err < 0)
 				break;
 			size_t p = 0, len = (size_t)(pos[k + 1] - pos[k]);

@@ -101,5 +101,10 @@ void rcache_get_stats(struct rcache *rc, struct rcache_stats *out);
  * (-1 unknown). Returns 0 or -EBADMSG with why. */
 int rcache_verify_chunk(const struct manifest_seg *seg, int64_t pos, const uint8_t *buf,
 			size_t len, int64_t first_last_offset, char *why, size_t why_len);
+/* The same, with the bytes handed to the verifier window bytes at a time (0: all at once), as
+ * local chunks are read: the result must not depend on where the windows fall. */
+int rcache_verify_chunk_windows(const struct manifest_seg *seg, int64_t pos, const uint8_t *buf,
+				size_t len, size_t window, int64_t first_last_offset, char *why,
+				size_t why_len);
 
 #endif

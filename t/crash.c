@@ -223,24 +223,6 @@ static const char *tear_tail(const char *dir, int64_t max_acked_last, struct lt_
 
 /* ---- parent checks ------------------------------------------------------------------------------ */
 
-/* Files under temporary names: the next segment's pre-opened files ("strata-spare-*.tmp"), a
- * checkpoint being written. */
-static int count_tmp(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return -1;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		size_t k = strlen(de->d_name);
-		if (k > 4 && strcmp(de->d_name + k - 4, ".tmp") == 0)
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 static struct ack *acks;
 static size_t nacks, cap_acks;
 
@@ -485,9 +467,9 @@ int main(void)
 		log_config_defaults(&cfg);
 		cfg.segment_bytes = SEGMENT_BYTES;
 		struct log *l;
-		tmp_rounds += count_tmp(logdir) > 0;
+		tmp_rounds += lt_count_tmp_files(logdir) > 0;
 		int rc = log_open(&ur, logdir, &cfg, NULL, &l);
-		if (rc == 0 && count_tmp(logdir) != 0 && fail_tmp++ < 5)
+		if (rc == 0 && lt_count_tmp_files(logdir) != 0 && fail_tmp++ < 5)
 			tap_diag("round %d: temporary files left after log_open", r);
 		if (rc != 0) {
 			if (fail_open++ < 5)

@@ -27,6 +27,7 @@
 #include "strata/log.h"
 #include "strata/uring.h"
 #include "batchgen.h"
+#include "logtest.h"
 #include "tap.h"
 
 static struct uring ur;
@@ -1170,22 +1171,6 @@ static void test_relaxed_roll(void)
 	log_destroy(l);
 }
 
-static int count_tmp_files(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return -1;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		size_t k = strlen(de->d_name);
-		if (k > 4 && strcmp(de->d_name + k - 4, ".tmp") == 0)
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* Rolls adopt the next segment's files, opened through the ring once the active segment is
  * half full: no file is created on the reactor, segments get their final names, the roll
  * histogram counts every roll, and a clean close leaves no temporary file behind. */
@@ -1218,7 +1203,7 @@ static void test_roll_spare(void)
 			 access(hk.closed[i].timeindex_path, F_OK) == 0;
 	}
 	ok(named, "published segments carry their final names");
-	ok(count_tmp_files(dir) <= 3, "at most one spare's files under temporary names (%d)", count_tmp_files(dir));
+	ok(lt_count_tmp_files(dir) <= 3, "at most one spare's files under temporary names (%d)", lt_count_tmp_files(dir));
 	/* an explicit roll with no spare ready creates the files itself */
 	int64_t sync0 = st.rolls_sync;
 	append_wait(l, &g, NULL);
@@ -1228,7 +1213,7 @@ static void test_roll_spare(void)
 	append_wait(l, &g, NULL);
 	int64_t end = log_end_offset(l);
 	is_int(log_close(l), 0, "close");
-	is_int(count_tmp_files(dir), 0, "a clean close leaves no temporary file");
+	is_int(lt_count_tmp_files(dir), 0, "a clean close leaves no temporary file");
 	l = open_log(dir, &c);
 	int bad = 0;
 	is_int(read_all(l, 1 << 20, &bad), end, "reopened: everything readable");

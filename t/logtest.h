@@ -7,6 +7,7 @@
 #ifndef STRATA_T_LOGTEST_H
 #define STRATA_T_LOGTEST_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -251,6 +252,24 @@ static inline int lt_append_sync(struct uring *ur, struct log *l, uint8_t *data,
 	if (out)
 		*out = x.a;
 	return x.done ? x.kerr : KERR_KAFKA_STORAGE_ERROR;
+}
+
+/* Files under temporary names in dir ("*.tmp": the next segment's pre-opened spare files,
+ * a checkpoint being written); -1 when dir cannot be read. */
+static inline int lt_count_tmp_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t k = strlen(de->d_name);
+		if (k > 4 && strcmp(de->d_name + k - 4, ".tmp") == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 #endif

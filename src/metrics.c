@@ -405,6 +405,19 @@ static int parse_listener(const char *l, char *host, size_t host_len, char *port
 	return 0;
 }
 
+int metrics_listener_check(const char *listener, char *why, size_t why_len)
+{
+	char host[256], port[8];
+	if (!listener || strcmp(listener, "none") == 0)
+		return 0;
+	if (parse_listener(listener, host, sizeof host, port, sizeof port) < 0) {
+		snprintf(why, why_len, "metrics.listener=%.200s: expected host:port, [ipv6]:port or none",
+			 listener);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int open_listener(const char *l, int *port_out, char *why, size_t why_len)
 {
 	char host[256], port[8];

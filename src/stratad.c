@@ -61,7 +61,8 @@ static int load_config(struct stratad *d, struct cfg *c, char *why, size_t why_l
 			goto fail;
 		}
 	}
-	if ((rc = cfg_check(c, why, why_len)) < 0)
+	if ((rc = cfg_check(c, why, why_len)) < 0 ||
+	    (rc = metrics_listener_check(cfg_str(c, BC_METRICS_LISTENER), why, why_len)) < 0)
 		goto fail;
 	return 0;
 fail:

@@ -3,7 +3,7 @@
 # value and reason, --check, SIGHUP reload of dynamic settings, SIGTERM clean shutdown. TAP.
 . "$top_srcdir/t/lib.sh"
 trap strata_cleanup EXIT INT TERM
-echo "1..14"
+echo "1..15"
 n=0
 t() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 tmp=$(mktemp -d)
@@ -25,6 +25,9 @@ out=$("$STRATAD_BIN" -c "$tmp/good.conf" --set num.partitions=4 --check 2>&1); r
 t $rc "a good file plus --set passes --check"
 out=$("$STRATAD_BIN" --set listeners=127.0.0.1:9092 --check 2>&1); rc=$?
 t $([ $rc = 2 ] && echo "$out" | grep -q 'listeners'; echo $?) "listener without PLAINTEXT:// is rejected"
+out=$("$STRATAD_BIN" --set metrics.listener=localhost --check 2>&1); rc=$?
+t $([ $rc = 2 ] && echo "$out" | grep -q 'metrics.listener=localhost'; echo $?) \
+	"a metrics.listener without a port is rejected by --check ($out)"
 
 # A running broker with a config file: SIGHUP reloads it.
 printf 'num.partitions = 2\nlogging.level = info\n' > "$tmp/run.conf"

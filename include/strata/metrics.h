@@ -71,6 +71,9 @@ struct metrics_http;
 /* Listens on listener ("host:port", "[v6addr]:port"; port 0 = any free port; "none" or NULL:
  * *out = NULL and 0) and starts the serving thread, in state STARTING. Returns 0 or -errno with
  * why naming the setting (bad address, port in use). */
+/* Checks a metrics.listener value without binding it ("none" and NULL are fine): 0, or
+ * -EINVAL with the reason in why. stratad --check uses it. */
+int metrics_listener_check(const char *listener, char *why, size_t why_len);
 int metrics_http_start(struct metrics *r, const char *listener, struct metrics_http **out,
 		       char *why, size_t why_len);
 /* Any thread; NULL does nothing. */

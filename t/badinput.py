@@ -12,7 +12,7 @@
 # num.partitions=2 (see t/badinput.sh).
 import glob, hashlib, os, re, socket, struct, subprocess, sys, time
 
-from tapkit import diag, ok
+from tapkit import crc32c, diag, ok, uvarint, varint
 import tapkit
 
 PORT = int(sys.argv[1])
@@ -29,38 +29,6 @@ INVALID_REQUIRED_ACKS, UNSUPPORTED_VERSION, UNSUPPORTED_COMPRESSION_TYPE, INVALI
 
 
 # ---- encoding ------------------------------------------------------------------------------
-
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-CRC_TABLE = _crc32c_table()
-
-
-def crc32c(b):
-    c = 0xFFFFFFFF
-    for x in b:
-        c = CRC_TABLE[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def uvarint(v):
-    out = b''
-    while v >= 0x80:
-        out += bytes([(v & 0x7F) | 0x80])
-        v >>= 7
-    return out + bytes([v])
-
-
-def varint(v):
-    return uvarint((v << 1) ^ (v >> 63))
-
 
 def vbytes(b):
     return varint(-1) if b is None else varint(len(b)) + b

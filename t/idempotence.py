@@ -20,7 +20,7 @@ import json, os, random, select, signal, socket, struct, sys, threading, time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from tapkit import ok
+from tapkit import crc32c, ok, uvarint, varint
 import tapkit
 
 
@@ -290,48 +290,11 @@ def mode_crash(broker_port, proxy_port, broker_pid, marker):
 
 # ---- raw protocol ------------------------------------------------------------------------------
 
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def zz(v):
-    v = (v << 1) ^ (v >> 63)
-    out = b''
-    while v >= 0x80:
-        out += bytes([(v & 0x7F) | 0x80])
-        v >>= 7
-    return out + bytes([v])
-
-
-def uvarint(v):
-    out = b''
-    while v >= 0x80:
-        out += bytes([(v & 0x7F) | 0x80])
-        v >>= 7
-    return out + bytes([v])
-
-
 def build_batch(pid, epoch, seq, values, ts):
     recs = b''
     for i, v in enumerate(values):
-        body = b'\x00' + zz(0) + zz(i) + zz(-1) + zz(len(v)) + v + zz(0)
-        recs += zz(len(body)) + body
+        body = b'\x00' + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
+        recs += varint(len(body)) + body
     after_crc = struct.pack('>hiqqqhii', 0, len(values) - 1, ts, ts, pid, epoch, seq, len(values)) + recs
     crc = crc32c(after_crc)
     rest = struct.pack('>ibI', -1, 2, crc) + after_crc

@@ -107,3 +107,40 @@ def create_topic(bootstrap, topic, parts, cfg, timeout_s=60):
         return None
     except Exception as e:  # noqa: BLE001 (the error is the answer)
         return e
+
+
+# ---- Kafka wire encoding helpers (raw-protocol tests) ---------------------------------------
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as Kafka's record batches and Strata's bucket keys use it."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def uvarint(v):
+    """Unsigned varint (protobuf style)."""
+    out = b''
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def varint(v):
+    """Zigzag varint (Kafka record fields)."""
+    return uvarint((v << 1) ^ (v >> 63))

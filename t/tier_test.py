@@ -13,7 +13,7 @@
 # strata.tier.url). Prints TAP lines without a plan. Usage: tier_test.py PHASE BOOTSTRAP STRATA_DIR
 import functools, glob, os, socket, struct, subprocess, sys, time
 
-from tapkit import diag, ok, save_json, wait_until
+from tapkit import crc32c, diag, ok, save_json, wait_until
 import tapkit
 
 phase, bs, sdir = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -615,15 +615,6 @@ def phase_delete():
         return not topic_keys(CTOPIC)
     ok(wait_until(empty, 30), 'its objects and manifests are deleted from the bucket (left: %s)'
        % topic_keys(CTOPIC)[:3])
-
-
-def crc32c(data):
-    crc = 0xffffffff
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
-    return crc ^ 0xffffffff
 
 
 def phase_scrub_plant():

@@ -33,6 +33,7 @@
 #include "strata/kerr.h"
 #include "strata/pstate.h"
 #include "strata/slog.h"
+#include "strata/fsutil.h"
 #include "../tier/tier.h"
 
 #define META_SUBDIR "__strata"
@@ -701,26 +702,6 @@ static int load_cluster_id(struct broker *b)
 	return write_file_atomic(b->log_dir, "meta.properties", buf, (size_t)n);
 }
 
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof tmp)
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *why, size_t why_len)
 {
 	struct broker *b = calloc(1, sizeof *b);
@@ -737,7 +718,7 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 	if (!b->buckets)
 		goto fail;
 	if (!realpath(dir, b->log_dir)) {
-		rc = mkdir_p(dir);
+		rc = st_mkdir_p(dir);
 		if (rc < 0 || !realpath(dir, b->log_dir)) {
 			rc = rc < 0 ? rc : -errno;
 			snprintf(why, why_len, "log.dirs=%s: cannot create: %s", dir, strerror(-rc));
@@ -750,7 +731,7 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 		snprintf(why, why_len, "log.dirs=%s: path too long", dir);
 		goto fail;
 	}
-	if ((rc = mkdir_p(b->meta_dir)) < 0) {
+	if ((rc = st_mkdir_p(b->meta_dir)) < 0) {
 		snprintf(why, why_len, "cannot create %s: %s", b->meta_dir, strerror(-rc));
 		goto fail;
 	}

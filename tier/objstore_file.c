@@ -21,6 +21,7 @@
 
 #include "strata/common.h"
 #include "strata/slog.h"
+#include "strata/fsutil.h"
 #include "objstore_int.h"
 #include "sigv4.h"
 
@@ -520,26 +521,6 @@ static int fs_list(void *impl, const char *prefix,
 	return rc;
 }
 
-/* Makes the absolute directory path (and its parents) exist. */
-static int fs_mkdir_p(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char c = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = c;
-	}
-	return 0;
-}
-
 static int fs_open(const struct objstore_config *cfg, const char *rest, void **impl)
 {
 	if (rest[0] != '/') {
@@ -557,7 +538,7 @@ static int fs_open(const struct objstore_config *cfg, const char *rest, void **i
 	size_t n = strlen(s->root);
 	while (n > 1 && s->root[n - 1] == '/')
 		s->root[--n] = '\0';
-	int rc = fs_mkdir_p(s->root);
+	int rc = st_mkdir_p(s->root);
 	if (rc == 0) {
 		s->root_fd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (s->root_fd < 0)

@@ -23,6 +23,7 @@
 #include "strata/crc32c.h"
 #include "strata/kerr.h"
 #include "strata/slog.h"
+#include "strata/fsutil.h"
 #include "objstore.h"
 #include "rcache.h"
 
@@ -1142,26 +1143,6 @@ static void *worker(void *arg)
 
 /* --- open / close ---------------------------------------------------------------------------- */
 
-static int mkdirs(const char *path)
-{
-	char tmp[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof tmp)
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* Removes our own files only ("c" + 16 hex digits): a misconfigured directory loses nothing. */
 static void wipe_dir(const char *dir)
 {
@@ -1197,7 +1178,7 @@ int rcache_open(const struct rcache_config *cfg, struct objstore *os, rcache_don
 	rc->done_ctx = done_ctx;
 	rc->lru.lru_next = rc->lru.lru_prev = &rc->lru;
 	rc->meta_lru.lru_next = rc->meta_lru.lru_prev = &rc->meta_lru;
-	int err = mkdirs(rc->dir);
+	int err = st_mkdir_p(rc->dir);
 	if (err < 0) {
 		slog_error("tier", "cannot create the read cache directory %s: %s", rc->dir, strerror(-err));
 		free(rc);

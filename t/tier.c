@@ -10,6 +10,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "strata/batch.h"
@@ -244,6 +246,31 @@ static int put_segment(struct objstore *os, const struct seg_bytes *sb, const ch
 		rc |= objstore_put(os, key, sb->log, sb->log_len);
 	}
 	return rc;
+}
+
+/* Holds the first prefetch window it sees until released (test_prefetch_handover). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool entered, released, done;
+	int32_t k;
+	int policy;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, false, -1, -1 };
+
+static void gate_window(void *ctx, int32_t k)
+{
+	(void)ctx;
+	pthread_mutex_lock(&gate.mu);
+	if (!gate.done) {
+		gate.entered = true;
+		gate.k = k;
+		gate.policy = sched_getscheduler(0);
+		pthread_cond_broadcast(&gate.cv);
+		while (!gate.released)
+			pthread_cond_wait(&gate.cv, &gate.mu);
+		gate.done = true;
+	}
+	pthread_mutex_unlock(&gate.mu);
 }
 
 static int read_wait(struct rcache *rc, const struct rcache_seg *seg, int64_t off, int64_t max,
@@ -598,6 +625,54 @@ static void test_rcache(bool direct)
 	ok(all_ok && off == seg.m.last_offset + 1 && st.prefetches > 0,
 	   "%s: prefetch: replay waited %d times, %" PRId64 " prefetches, %" PRId64 " hits", mode, waits,
 	   st.prefetches, st.hits);
+
+	/* A read that needs a chunk a prefetch thread (SCHED_IDLE: on a busy machine it may not
+	 * run for a while) is still on takes it over: the prefetch thread gives it to a download
+	 * thread at its next window. The gate holds the prefetch thread at its first window. */
+	{
+		struct rcache_config pc = cfg;
+		pc.threads = 1;
+		pc.prefetch_threads = 1;
+		pc.prefetch_chunks = 1;
+		pc.test_prefetch_window = gate_window;
+		gate.entered = gate.released = gate.done = false;
+		struct rcache *prc;
+		ok(rcache_open(&pc, os, NULL, NULL, &prc) == 0, "%s: rcache_open (handover)", mode);
+		r = read_wait(prc, &seg, SEG_BASE, 1 << 20, &sl); /* chunk 0 whole; chunk 1 prefetched */
+		int64_t off1 = r == KERR_NONE ? sl.next_offset : -1;
+		if (r == KERR_NONE)
+			rcache_slice_release(&sl);
+		bool entered = false;
+		for (int i = 0; i < 500 && !entered; i++) {
+			pthread_mutex_lock(&gate.mu);
+			entered = gate.entered;
+			pthread_mutex_unlock(&gate.mu);
+			if (!entered)
+				usleep(10000);
+		}
+		ok(entered && gate.k == 1 && off1 > SEG_BASE,
+		   "%s: the next chunk is being prefetched (held at its first window; chunk %d)", mode, gate.k);
+		ok(gate.policy == SCHED_IDLE, "%s: prefetch threads run at SCHED_IDLE (policy %d)", mode,
+		   gate.policy);
+		r = rcache_read(prc, &seg, NULL, off1, 1 << 20, true, &sl);
+		ok(r == RCACHE_PENDING, "%s: a read of that chunk waits (%d)", mode, r);
+		if (r == KERR_NONE)
+			rcache_slice_release(&sl);
+		pthread_mutex_lock(&gate.mu);
+		gate.released = true;
+		pthread_cond_broadcast(&gate.cv);
+		pthread_mutex_unlock(&gate.mu);
+		r = read_wait(prc, &seg, off1, 1 << 20, &sl);
+		ok(r == KERR_NONE && sl.first_offset == off1 && slice_ok(&sl, &next),
+		   "%s: ... and is served once a download thread took the chunk over (%d)", mode, r);
+		if (r == KERR_NONE)
+			rcache_slice_release(&sl);
+		rcache_get_stats(prc, &st);
+		ok(st.handovers == 1 && st.download_errors == 0,
+		   "%s: one prefetch handed over, no failure (%" PRId64 ", %" PRId64 ")", mode, st.handovers,
+		   st.download_errors);
+		rcache_close(prc);
+	}
 
 	/* A verified chunk whose bucket file is then changed in place (an outsider writing into
 	 * the bucket directory): verified again before it is served again, so damage written

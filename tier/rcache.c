@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "strata/batch.h"
@@ -77,6 +78,7 @@ struct rcache_chunk {
 	bool last_chunk;
 	bool demand;                    /* downloaded for a waiting read ... */
 	bool read;                      /* ... which has not come back for it yet */
+	bool wanted;                    /* LOADING, and a read waits for it (see prefetch threads) */
 	int64_t ready_ms;
 	struct sparse *sp;
 	int32_t n_sp;
@@ -114,9 +116,11 @@ struct rcache {
 	rcache_done_fn done;
 	void *done_ctx;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;            /* demand threads wait here */
+	pthread_cond_t cond_prefetch;   /* prefetch threads wait here */
 	pthread_t *threads;
 	int n_threads;
+	int n_prefetch_threads;         /* of n_threads, the prefetch class (cfg.prefetch_threads) */
 	bool stop;
 	struct job_ring demand, prefetch;
 	struct rcache_chunk *chunks[RC_BUCKETS];
@@ -127,6 +131,7 @@ struct rcache {
 	struct ts_slot ts[RC_TS_SLOTS];
 	uint64_t file_seq;
 	bool no_local;                  /* the store has no local files: download and copy */
+	uint64_t wanted_gen;            /* atomic: +1 whenever a read marks a LOADING chunk wanted */
 	struct rcache_stats st;
 };
 
@@ -137,6 +142,7 @@ void rcache_config_defaults(struct rcache_config *cfg)
 	cfg->max_chunks = 1024;
 	cfg->chunk_bytes = 4 << 20;
 	cfg->threads = 2;
+	cfg->prefetch_threads = 2;
 	cfg->prefetch_chunks = 4;
 	cfg->local_direct = true;
 }
@@ -371,7 +377,7 @@ static bool job_queue(struct rcache *rc, int kind, const struct rcache_seg *seg,
 		free(j);
 		return false;
 	}
-	pthread_cond_signal(&rc->cond);
+	pthread_cond_signal(prefetch && rc->cfg.prefetch_threads > 0 ? &rc->cond_prefetch : &rc->cond);
 	return true;
 }
 
@@ -698,14 +704,41 @@ struct chunk_index {
 	int64_t first, next;            /* first offset, offset after the last batch */
 };
 
+/* Prefetch threads run at the lowest CPU priority (SCHED_IDLE): verifying ahead of a reader
+ * only uses CPU time nothing else wants, so on a busy machine it never slows the sends, the
+ * reactor or the client it works for (measured with t/tier_bench.py on 2 cores: cold replay
+ * from an empty cache 63-73% of hot with prefetch at normal priority, 70-85% at SCHED_IDLE;
+ * nice 19 was in between). The price: under full load a prefetch can stall. So a read that
+ * finds its chunk still LOADING marks it wanted, and a prefetch thread checks the mark between
+ * windows of RC_LOCAL_WINDOW_BYTES and hands the chunk over to a demand thread (normal
+ * priority), which starts it again: at most one chunk's work is lost per hand-over. */
+static bool chunk_wanted(struct rcache *rc, const char *key, int32_t k, uint64_t *seen_gen)
+{
+	if (rc->cfg.test_prefetch_window)
+		rc->cfg.test_prefetch_window(rc->cfg.test_ctx, k);
+	/* The lock only when some chunk became wanted since the last look: a thread at SCHED_IDLE
+	 * preempted while holding it would hold up the reactor on a busy machine. */
+	uint64_t gen = __atomic_load_n(&rc->wanted_gen, __ATOMIC_ACQUIRE);
+	if (gen == *seen_gen)
+		return false;
+	*seen_gen = gen;
+	pthread_mutex_lock(&rc->lock);
+	const struct rcache_chunk *c = chunk_find(rc, key, k);
+	bool w = c && c->state == ST_LOADING && c->wanted;
+	pthread_mutex_unlock(&rc->lock);
+	return w;
+}
+
 /* Reads chunk [p0, p1) of seg's .log object and verifies it. With lf (not NULL) from the
  * object's local file when the store has them (lf->fd >= 0 on success: the caller owns it),
  * read in windows of RC_LOCAL_WINDOW_BYTES through b and verified as they come (*out stays
- * NULL: the bytes are served from the file); else by a ranged GET into b (*out points into b).
- * With ci (not NULL), the chunk's sparse index on success. */
+ * NULL: the bytes are served from the file); else by a ranged GET into b (*out points into b),
+ * verified in the same windows. With ci (not NULL), the chunk's sparse index on success.
+ * handover_k >= 0 (a prefetch thread's job for chunk handover_k): returns -EAGAIN as soon as a
+ * read wants that chunk (see chunk_wanted). */
 static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64_t p0, int64_t p1,
 			  int64_t first_last, struct dl_buf *b, uint8_t **out, struct local_file *lf,
-			  struct chunk_index *ci, char *why, size_t why_len)
+			  struct chunk_index *ci, int32_t handover_k, char *why, size_t why_len)
 {
 	char key[MANIFEST_KEY_MAX + 16];
 	*out = NULL;
@@ -759,12 +792,17 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 		}
 	}
 	char vwhy[256] = "";
+	uint64_t seen_gen = 0; /* the first look takes the lock: the read may have come already */
 	struct chunk_vfy v;
 	vfy_init(&v, &seg->m, p0, (int64_t)len, first_last, sp, sp_cap, vwhy, sizeof vwhy);
 	int verr = 0;
 	if (local) {
 		got = 0;
 		while ((size_t)got < len && verr == 0) {
+			if (handover_k >= 0 && chunk_wanted(rc, seg->m.key, handover_k, &seen_gen)) {
+				got = -EAGAIN;
+				break;
+			}
 			size_t n = len - (size_t)got < want ? len - (size_t)got : want;
 			int64_t r = pread_full(lf->fd, b->p, n, p0 + got);
 			if (r < 0) {
@@ -779,8 +817,15 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 	} else {
 		if (got == -EOPNOTSUPP)
 			got = objstore_get_range(rc->os, key, p0, (int64_t)len, b->p, len);
-		if (got >= 0 && (size_t)got == len)
-			verr = vfy_feed(&v, b->p, len);
+		for (size_t at = 0; got >= 0 && (size_t)got == len && at < len && verr == 0;
+		     at += RC_LOCAL_WINDOW_BYTES) {
+			if (handover_k >= 0 && chunk_wanted(rc, seg->m.key, handover_k, &seen_gen)) {
+				got = -EAGAIN;
+				break;
+			}
+			size_t n = len - at < RC_LOCAL_WINDOW_BYTES ? len - at : RC_LOCAL_WINDOW_BYTES;
+			verr = vfy_feed(&v, b->p + at, n);
+		}
 	}
 	int err = 0;
 	if (got < 0) {
@@ -949,9 +994,22 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 	uint8_t *buf = NULL;
 	struct local_file lf;
 	struct chunk_index ci;
-	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, &lf, &ci, why, sizeof why);
+	err = chunk_download(rc, &j->seg, p0, p1, fl, dl, &buf, &lf, &ci,
+			     j->prefetch && rc->n_prefetch_threads > 0 ? k : -1, why, sizeof why);
 	pthread_mutex_lock(&rc->lock);
 	struct rcache_chunk *c = chunk_find(rc, j->seg.m.key, k);
+	if (err == -EAGAIN) {
+		/* A read waits for this prefetch: a demand thread takes the chunk (still LOADING)
+		 * over; when the queue is full the chunk is dropped and the read asks again. */
+		if (c && c->state == ST_LOADING) {
+			c->wanted = false;
+			if (!job_queue(rc, JOB_CHUNK, &j->seg, k, -1, 0, false))
+				chunk_remove(rc, c);
+		}
+		rc->st.handovers++;
+		pthread_mutex_unlock(&rc->lock);
+		return;
+	}
 	pthread_mutex_unlock(&rc->lock);
 	if (err == 0 && c && c->state == ST_LOADING) {
 		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf, &ci);
@@ -1059,7 +1117,7 @@ static void run_ts_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 		for (int32_t k = lo; k < n && off < 0 && err == 0; k++) {
 			uint8_t *buf;
 			err = chunk_download(rc, &j->seg, pos[k], pos[k + 1], k > 0 ? fl[k] : -1, dl, &buf,
-					     NULL, NULL, why, sizeof why);
+					     NULL, NULL, -1, why, sizeof why);
 			if (err < 0)
 				break;
 			size_t p = 0, len = (size_t)(pos[k + 1] - pos[k]);
@@ -1110,17 +1168,18 @@ static int64_t thread_cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void *worker(void *arg)
+/* A download thread: demand jobs first, then prefetch jobs when no prefetch threads exist. */
+static void worker_loop(struct rcache *rc, bool prefetch_class)
 {
-	struct rcache *rc = arg;
 	struct dl_buf dl = { NULL, 0 };
+	bool both = !prefetch_class && rc->cfg.prefetch_threads == 0;
 	pthread_mutex_lock(&rc->lock);
 	for (;;) {
-		while (!rc->stop && !rc->demand.n && !rc->prefetch.n)
-			pthread_cond_wait(&rc->cond, &rc->lock);
+		while (!rc->stop && !(prefetch_class ? rc->prefetch.n : rc->demand.n || (both && rc->prefetch.n)))
+			pthread_cond_wait(prefetch_class ? &rc->cond_prefetch : &rc->cond, &rc->lock);
 		if (rc->stop)
 			break;
-		struct job *j = ring_pop(&rc->demand);
+		struct job *j = prefetch_class ? NULL : ring_pop(&rc->demand);
 		if (!j)
 			j = ring_pop(&rc->prefetch);
 		pthread_mutex_unlock(&rc->lock);
@@ -1138,6 +1197,22 @@ static void *worker(void *arg)
 	}
 	pthread_mutex_unlock(&rc->lock);
 	free(dl.p);
+}
+
+static void *worker_demand(void *arg)
+{
+	worker_loop(arg, false);
+	return NULL;
+}
+
+static void *worker_prefetch(void *arg)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	if (e != 0)
+		slog_warn("tier", "prefetch thread: SCHED_IDLE refused (%s): prefetching at normal "
+			  "priority", strerror(e));
+	worker_loop(arg, true);
 	return NULL;
 }
 
@@ -1162,7 +1237,8 @@ static void wipe_dir(const char *dir)
 int rcache_open(const struct rcache_config *cfg, struct objstore *os, rcache_done_fn done,
 		void *done_ctx, struct rcache **out)
 {
-	if (!cfg->dir || cfg->chunk_bytes <= 0 || cfg->threads < 1 || cfg->max_chunks < 1)
+	if (!cfg->dir || cfg->chunk_bytes <= 0 || cfg->threads < 1 || cfg->prefetch_threads < 0 ||
+	    cfg->max_chunks < 1)
 		return -EINVAL;
 	struct rcache *rc = calloc(1, sizeof *rc);
 	if (!rc)
@@ -1193,17 +1269,21 @@ int rcache_open(const struct rcache_config *cfg, struct objstore *os, rcache_don
 	}
 	pthread_mutex_init(&rc->lock, NULL);
 	pthread_cond_init(&rc->cond, NULL);
-	rc->threads = calloc((size_t)cfg->threads, sizeof *rc->threads);
+	pthread_cond_init(&rc->cond_prefetch, NULL);
+	int total = cfg->threads + cfg->prefetch_threads;
+	rc->threads = calloc((size_t)total, sizeof *rc->threads);
 	if (!rc->threads) {
 		rcache_close(rc);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < cfg->threads; i++) {
-		if ((err = pthread_create(&rc->threads[i], NULL, worker, rc)) != 0) {
+	for (int i = 0; i < total; i++) {
+		bool pf = i >= cfg->threads;
+		if ((err = pthread_create(&rc->threads[i], NULL, pf ? worker_prefetch : worker_demand, rc)) != 0) {
 			rcache_close(rc);
 			return -err;
 		}
 		rc->n_threads++;
+		rc->n_prefetch_threads += pf;
 	}
 	*out = rc;
 	return 0;
@@ -1216,6 +1296,7 @@ void rcache_close(struct rcache *rc)
 	pthread_mutex_lock(&rc->lock);
 	rc->stop = true;
 	pthread_cond_broadcast(&rc->cond);
+	pthread_cond_broadcast(&rc->cond_prefetch);
 	pthread_mutex_unlock(&rc->lock);
 	for (int i = 0; i < rc->n_threads; i++)
 		pthread_join(rc->threads[i], NULL);
@@ -1223,10 +1304,11 @@ void rcache_close(struct rcache *rc)
 	if (rc->st.hits || rc->st.misses)
 		slog_info("tier", "read cache: %" PRId64 " reads served, %" PRId64 " waited for a download; "
 			  "%" PRId64 " chunks verified (%" PRId64 " bytes, %" PRId64 " of them in place in "
-			  "the bucket's files), %" PRId64 " prefetched, %" PRId64 " evicted, %" PRId64
+			  "the bucket's files), %" PRId64 " prefetched (%" PRId64 " handed over to a "
+			  "waiting read), %" PRId64 " evicted, %" PRId64
 			  " failed (%" PRId64 " damaged); download threads' CPU %" PRId64 " ms",
 			  rc->st.hits, rc->st.misses, rc->st.downloads, rc->st.download_bytes,
-			  rc->st.local_bytes, rc->st.prefetches, rc->st.evictions, rc->st.download_errors,
+			  rc->st.local_bytes, rc->st.prefetches, rc->st.handovers, rc->st.evictions, rc->st.download_errors,
 			  rc->st.corrupt, rc->st.job_cpu_ns / 1000000);
 	struct job *j;
 	while ((j = ring_pop(&rc->demand)) || (j = ring_pop(&rc->prefetch)))
@@ -1242,6 +1324,7 @@ void rcache_close(struct rcache *rc)
 	}
 	pthread_mutex_destroy(&rc->lock);
 	pthread_cond_destroy(&rc->cond);
+	pthread_cond_destroy(&rc->cond_prefetch);
 	close(rc->dirfd);
 	free(rc);
 }
@@ -1344,6 +1427,10 @@ static struct rcache_chunk *chunk_want(struct rcache *rc, const struct rcache_se
 		return c;
 	}
 	*status = c->state == ST_READY ? KERR_NONE : c->state == ST_LOADING ? RCACHE_PENDING : c->err;
+	if (!prefetch && c->state == ST_LOADING && !c->wanted) {
+		c->wanted = true;
+		__atomic_add_fetch(&rc->wanted_gen, 1, __ATOMIC_RELEASE);
+	}
 	return c;
 }
 

@@ -31,10 +31,15 @@ struct rcache_config {
 	int64_t max_bytes;              /* LRU bound (referenced chunks may exceed it) */
 	int32_t max_chunks;             /* bound on cached chunks (one open file each) */
 	int64_t chunk_bytes;
-	int threads;                    /* download threads */
+	int threads;                    /* download threads (reads waiting for a chunk) */
+	int prefetch_threads;           /* prefetch threads, at SCHED_IDLE (0: the download threads
+	                                   prefetch too, at normal priority) */
 	int prefetch_chunks;            /* chunks after the one read, fetched ahead */
 	bool local_direct;              /* file:// stores: verify and serve the bucket's own files
 	                                   (no copy in dir; default true) */
+	/* Tests only (NULL otherwise): called on a prefetch thread before each window of chunk k. */
+	void (*test_prefetch_window)(void *ctx, int32_t k);
+	void *test_ctx;
 };
 void rcache_config_defaults(struct rcache_config *cfg);
 
@@ -88,6 +93,7 @@ struct rcache_stats {
 	int64_t hits, misses;           /* reads answered from the cache / that had to wait */
 	int64_t downloads, download_bytes, download_errors, corrupt;
 	int64_t prefetches, evictions;
+	int64_t handovers;              /* prefetches a waiting read took over (see rcache.c) */
 	int64_t local_bytes;            /* of download_bytes: verified in place in a local bucket */
 	int64_t local_changed;          /* local chunks whose file changed after verification */
 	int64_t job_cpu_ns;             /* CPU time of the download threads' jobs */

@@ -1502,6 +1502,7 @@ int tier_open(const struct cfg *bc, const char *log_dir, struct uring *ur, tier_
 	rcfg.max_bytes = cfg_int(bc, BC_TIER_CACHE_BYTES);
 	rcfg.chunk_bytes = cfg_int(bc, BC_TIER_CHUNK_BYTES);
 	rcfg.threads = (int)cfg_int(bc, BC_TIER_DOWNLOAD_THREADS);
+	rcfg.prefetch_threads = (int)cfg_int(bc, BC_TIER_PREFETCH_THREADS);
 	rcfg.prefetch_chunks = (int)cfg_int(bc, BC_TIER_PREFETCH_CHUNKS);
 	rcfg.local_direct = cfg_bool(bc, BC_TIER_CACHE_LOCAL_DIRECT);
 	if ((rc = rcache_open(&rcfg, t->os, rcache_done, t, &t->rc)) < 0) {

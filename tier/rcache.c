@@ -257,9 +257,12 @@ static struct rcache_chunk *chunk_new(struct rcache *rc, const char *key, int32_
  * evicting it first would make the read download it again, forever, in a small cache. */
 #define RC_FRESH_HOLD_MS 10000
 
-/* Drops least recently used unreferenced chunks until the bounds hold (bounded by the list). */
-static void evict_locked(struct rcache *rc)
+/* Drops least recently used unreferenced chunks until the bounds hold (bounded by the list).
+ * Returns them detached, linked through hnext, for free_evicted after the lock is released:
+ * closing and unlinking files under the lock would hold up the reactor. */
+static struct rcache_chunk *evict_locked(struct rcache *rc)
 {
+	struct rcache_chunk *out = NULL;
 	struct rcache_chunk *c = rc->lru.lru_prev;
 	int64_t now = st_now_ms();
 	while (c != &rc->lru && (rc->st.cached_bytes > rc->cfg.max_bytes ||
@@ -272,9 +275,21 @@ static void evict_locked(struct rcache *rc)
 		if (c->refs == 0 && c->state != ST_LOADING && !fresh && !held) {
 			if (c->state == ST_READY)
 				rc->st.evictions++;
-			chunk_remove(rc, c);
+			chunk_detach(rc, c);
+			c->hnext = out;
+			out = c;
 		}
 		c = prev;
+	}
+	return out;
+}
+
+static void free_evicted(struct rcache *rc, struct rcache_chunk *list)
+{
+	while (list) {
+		struct rcache_chunk *next = list->hnext;
+		chunk_free(rc, list);
+		list = next;
 	}
 }
 
@@ -1021,6 +1036,7 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 		close(lf.fd);
 	free(ci.sp);
 	pthread_mutex_lock(&rc->lock);
+	struct rcache_chunk *evicted = NULL;
 	c = chunk_find(rc, j->seg.m.key, k);
 	if (c && c->state == ST_LOADING) {
 		if (err < 0) {
@@ -1042,9 +1058,10 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 				rc->st.local_bytes += c->len;
 		}
 		lru_front(rc, c);
-		evict_locked(rc);
+		evicted = evict_locked(rc);
 	}
 	pthread_mutex_unlock(&rc->lock);
+	free_evicted(rc, evicted);
 	if (err < 0)
 		slog_error("tier", "topic=%s partition=%d: cold read of segment %" PRId64 " chunk %d "
 			   "failed (not served): %s", j->seg.topic, j->seg.partition, j->seg.m.base_offset,

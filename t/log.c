@@ -681,6 +681,100 @@ static void test_timestamps(void)
 	log_destroy(l);
 }
 
+/* What a producer like librdkafka writes: many records per millisecond (a millisecond spans
+ * batches), some NULL values, CreateTime going backwards inside a batch and single far-ahead
+ * records, mostly lz4. Kafka's answer for T is the first record in offset order with
+ * ts >= T, never the batch's base offset nor a later record of the same millisecond. */
+#define TSQ_MAX_RECS 900
+static int64_t tsq_first_at_or_after(const int64_t *ts, int n, int64_t target, int64_t *ts_out)
+{
+	for (int o = 0; o < n; o++)
+		if (ts[o] >= target) {
+			*ts_out = ts[o];
+			return o;
+		}
+	*ts_out = -1;
+	return -1;
+}
+
+static int tsq_check_all(struct log *l, const int64_t *ts, int n, int64_t lo, int64_t hi, const char *when)
+{
+	int exact = 1;
+	for (int64_t target = lo; target <= hi; target++) {
+		int64_t want_ts, want_off = tsq_first_at_or_after(ts, n, target, &want_ts), off, t;
+		if (log_offset_for_timestamp(l, target, &off, &t) != KERR_NONE || off != want_off || t != want_ts) {
+			if (exact)
+				tap_diag("%s: target %lld: got %lld/%lld want %lld/%lld", when, (long long)target,
+					 (long long)off, (long long)t, (long long)want_off, (long long)want_ts);
+			exact = 0;
+		}
+	}
+	return exact;
+}
+
+static void test_timestamps_same_ms(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 4000;
+	c.index_interval_bytes = 150;
+	struct log *l = open_log(dir, &c);
+	static int64_t ts[TSQ_MAX_RECS];
+	struct lt_rng rng = { 0x5eed7157ull };
+	static const int codecs[] = { COMPRESS_LZ4, COMPRESS_LZ4, COMPRESS_LZ4, COMPRESS_ZSTD, COMPRESS_NONE };
+	static bool null_value[TSQ_MAX_RECS];
+	int n = 0, batches = 0;
+	int64_t clock = 1700000000000, lo = clock, hi = clock;
+	while (n < TSQ_MAX_RECS - 16) {
+		struct lt_rec recs[16];
+		int nr = (int)lt_range(&rng, 1, 16);
+		for (int i = 0; i < nr; i++) {
+			clock += lt_range(&rng, 0, 9) == 0;
+			int64_t r = lt_range(&rng, 0, 29), t = clock;
+			if (r == 0)
+				t = clock + 7;                    /* one record far ahead */
+			else if (r < 4)
+				t = clock - lt_range(&rng, 1, 3); /* CreateTime going backwards */
+			memset(&recs[i], 0, sizeof recs[i]);
+			recs[i].ts = t;
+			recs[i].key_len = -1;
+			recs[i].value_len = lt_range(&rng, 0, 5) == 0 ? -1 : 20;
+			if (recs[i].value_len > 0)
+				recs[i].value = lt_bytes(&rng, recs[i].value_len, true);
+			null_value[n + i] = recs[i].value_len < 0;
+			ts[n + i] = t;
+			lo = ST_MIN(lo, t);
+			hi = ST_MAX(hi, t);
+		}
+		size_t len;
+		uint8_t *b = lt_batch_build(recs, nr, codecs[batches % ST_ARRAY_LEN(codecs)], &len);
+		for (int i = 0; i < nr; i++)
+			lt_rec_free(&recs[i]);
+		struct log_append done;
+		int kerr = lt_append_sync(&ur, l, b, len, &done);
+		free(b);
+		if (kerr != KERR_NONE || done.base_offset != n)
+			BAIL_OUT("append batch %d: kerr %d base %lld", batches, kerr, (long long)done.base_offset);
+		n += nr;
+		batches++;
+	}
+	int null_answers = 0; /* NULL-value records that are the answer for their own timestamp */
+	for (int o = 0; o < n; o++) {
+		int64_t t;
+		null_answers += null_value[o] && tsq_first_at_or_after(ts, n, ts[o], &t) == o;
+	}
+	ok(log_segment_count(l) > 2 && null_answers > 0,
+	   "%d records in %d batches, %d segments, %d NULL-value records answer their timestamp", n, batches,
+	   log_segment_count(l), null_answers);
+	ok(tsq_check_all(l, ts, n, lo - 2, hi + 1, "open"),
+	   "offset_for_timestamp: first record in offset order with ts >= T (same ms, backwards, compressed)");
+	is_int(log_close(l), 0, "close");
+	l = open_log(dir, &c);
+	ok(tsq_check_all(l, ts, n, lo - 2, hi + 1, "reopened"), "... the same from the indexes on disk");
+	log_destroy(l);
+}
+
 static void test_retention(void)
 {
 	char dir[PATH_MAX];
@@ -1446,6 +1540,7 @@ int main(void)
 	test_group_commit_order();
 	test_reads_and_rolls();
 	test_timestamps();
+	test_timestamps_same_ms();
 	test_retention();
 	test_relaxed_flush();
 	test_roll_in_flight();

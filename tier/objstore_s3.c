@@ -31,6 +31,8 @@
 #define S3_BACKOFF_CAP_MS 20000
 #define S3_HASH_CHUNK (1 << 20)
 #define S3_MAX_LIST_PAGES 10000000
+#define S3_RECV_BUFFER_BYTES (512L << 10) /* curl 7.88 allows up to 10 MiB (512 KiB before) */
+#define S3_SEND_BUFFER_BYTES (2L << 20)   /* curl's largest upload buffer */
 
 struct s3store {
 	char *url;
@@ -583,6 +585,11 @@ static int s3_prepare(struct s3store *s, CURL *h, struct s3_req *r, struct curl_
 	S3_SETOPT(CURLOPT_XFERINFODATA, s);
 	/* S3 speaks HTTP/1.1; one request per connection at a time is what the pool assumes. */
 	S3_SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	/* Chunks and segments are megabytes: curl's default 16 KiB receive and 64 KiB send
+	 * buffers cost a recv/send and a callback per 16/64 KiB. */
+	S3_SETOPT(CURLOPT_BUFFERSIZE, S3_RECV_BUFFER_BYTES);
+	if (r->has_body)
+		S3_SETOPT(CURLOPT_UPLOAD_BUFFERSIZE, S3_SEND_BUFFER_BYTES);
 	if (s->ca_file)
 		S3_SETOPT(CURLOPT_CAINFO, s->ca_file);
 	if (r->has_body) {

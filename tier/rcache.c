@@ -747,10 +747,10 @@ static bool chunk_wanted(struct rcache *rc, const char *key, int32_t k, uint64_t
 /* Reads chunk [p0, p1) of seg's .log object and verifies it. With lf (not NULL) from the
  * object's local file when the store has them (lf->fd >= 0 on success: the caller owns it),
  * read in windows of RC_LOCAL_WINDOW_BYTES through b and verified as they come (*out stays
- * NULL: the bytes are served from the file); else by a ranged GET into b (*out points into b),
- * verified in the same windows. With ci (not NULL), the chunk's sparse index on success.
- * handover_k >= 0 (a prefetch thread's job for chunk handover_k): returns -EAGAIN as soon as a
- * read wants that chunk (see chunk_wanted). */
+ * NULL: the bytes are served from the file); else by a ranged GET into b (*out points into b).
+ * With ci (not NULL), the chunk's sparse index on success. handover_k >= 0 (a prefetch
+ * thread's job for chunk handover_k): returns -EAGAIN when a read wants that chunk (see
+ * chunk_wanted) before the GET or, for a local file, before any window. */
 static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64_t p0, int64_t p1,
 			  int64_t first_last, struct dl_buf *b, uint8_t **out, struct local_file *lf,
 			  struct chunk_index *ci, int32_t handover_k, char *why, size_t why_len)
@@ -830,17 +830,14 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 				break; /* end of file */
 		}
 	} else {
+		/* Handed over only before the GET: once the bytes are here, verifying them (a
+		 * fraction of a millisecond per MiB) costs less than downloading them again. */
+		if (handover_k >= 0 && chunk_wanted(rc, seg->m.key, handover_k, &seen_gen))
+			got = -EAGAIN;
 		if (got == -EOPNOTSUPP)
 			got = objstore_get_range(rc->os, key, p0, (int64_t)len, b->p, len);
-		for (size_t at = 0; got >= 0 && (size_t)got == len && at < len && verr == 0;
-		     at += RC_LOCAL_WINDOW_BYTES) {
-			if (handover_k >= 0 && chunk_wanted(rc, seg->m.key, handover_k, &seen_gen)) {
-				got = -EAGAIN;
-				break;
-			}
-			size_t n = len - at < RC_LOCAL_WINDOW_BYTES ? len - at : RC_LOCAL_WINDOW_BYTES;
-			verr = vfy_feed(&v, b->p + at, n);
-		}
+		if (got >= 0 && (size_t)got == len)
+			verr = vfy_feed(&v, b->p, len);
 	}
 	int err = 0;
 	if (got < 0) {

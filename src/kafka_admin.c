@@ -1502,7 +1502,12 @@ void kafka_handle_offset_for_leader_epoch(struct kreq *q)
 /* Producer ids are handed out from blocks of PRODUCER_ID_BLOCK reserved in a file under the
  * metadata directory before any id of the block is used, so an id is never given twice, even
  * across a crash (at most a block is skipped). The file holds the first id not reserved.
- * s->next_producer_id == 0 means "not loaded yet": ids start at PRODUCER_ID_BLOCK. */
+ * s->next_producer_id == 0 means "not loaded yet". A metadata directory without the file
+ * starts at the wall clock in ms times PRODUCER_ID_BLOCK, not at a constant: a broker whose
+ * log.dirs were lost and whose topics were restored from the bucket (or a new broker at the
+ * same address) must not hand out again the ids that producers still running since before the
+ * loss hold -- it would take their batches for the new producer's (OUT_OF_ORDER_SEQUENCE_NUMBER
+ * or worse). An earlier broker would have needed 1000 ids per ms of its uptime to reach them. */
 #define PRODUCER_ID_BLOCK 1000
 #define PRODUCER_ID_FILE "producer-id"
 
@@ -1511,7 +1516,9 @@ static int producer_ids_load(struct kafka_server *s)
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof path, "%s/" PRODUCER_ID_FILE, s->broker->meta_dir) >= (int)sizeof path)
 		return -ENAMETOOLONG;
-	int64_t next = PRODUCER_ID_BLOCK;
+	int64_t now_ms = st_now_ms();
+	int64_t next = now_ms > 0 && now_ms < INT64_MAX / (2 * PRODUCER_ID_BLOCK)
+			       ? now_ms * PRODUCER_ID_BLOCK : PRODUCER_ID_BLOCK;
 	FILE *f = fopen(path, "r");
 	if (!f && errno != ENOENT)
 		return -errno;

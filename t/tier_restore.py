@@ -75,6 +75,25 @@ admin = functools.partial(tapkit.admin, bs)
 create = functools.partial(tapkit.create_topic, bs)
 
 
+def bucket_producer_ids(split):
+    """Producer ids of the batches in the bucket's .log objects of every partition: (those of
+    batches below split[part], those at or above it). Batch header: producerId at byte 43."""
+    import struct
+    below, above = set(), set()
+    for part in range(PARTS):
+        for path in glob.glob(os.path.join(BUCKET, '*', TOPIC, '%d_*' % part, '*.log')):
+            with open(path, 'rb') as f:
+                data = f.read()
+            pos = 0
+            while pos + 61 <= len(data):
+                base, blen = struct.unpack_from('>qi', data, pos)
+                pid = struct.unpack_from('>q', data, pos + 43)[0]
+                if pid >= 0:
+                    (below if base < split[str(part)] else above).add(pid)
+                pos += 12 + blen
+    return below, above
+
+
 def topic_configs(topic):
     """The topic's own settings (source DYNAMIC_TOPIC_CONFIG) as a dict."""
     from confluent_kafka.admin import ConfigResource, ConfigSource
@@ -260,6 +279,12 @@ def phase_restore():
     good = wait_until(lambda: all((manifest(p) or (0, -1))[1] == new_end[p] for p in range(PARTS)), 120)
     ok(good, 'the new records are uploaded too (manifest ends %s)' % {p: (manifest(p) or (0, -1))[1]
                                                                      for p in range(PARTS)})
+    # The new broker's metadata directory is new too: its idempotent producers must not get
+    # the ids the lost broker handed out (producers from before the loss may still hold them).
+    old_pids, new_pids = bucket_producer_ids({k: v[1] for k, v in st['offsets'].items()})
+    ok(old_pids and new_pids and not old_pids & new_pids and min(new_pids) > max(old_pids),
+       'producer ids after the restore are new (before the loss %s, after %s)'
+       % (sorted(old_pids), sorted(new_pids)))
     for p in range(PARTS):
         got = consume(TOPIC, p, DELETED_BELOW if p == 1 else 0)
         tail = [r for r in got if r[0] >= st['offsets'][str(p)][1]]

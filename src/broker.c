@@ -33,12 +33,14 @@
 #include "strata/kerr.h"
 #include "strata/pstate.h"
 #include "strata/slog.h"
+#include "strata/rwarm.h"
 #include "strata/fsutil.h"
 #include "../tier/tier.h"
 
 #define META_SUBDIR "__strata"
 #define JOBS_BUCKETS 256
 #define TOPIC_META_MAX_BYTES 16384
+#define BROKER_RWARM_THREADS 2 /* closed-segment warm-ups: disk reads, hardly any CPU */
 
 enum job_kind { JOB_CREATE = 1, JOB_ADD_PARTITIONS, JOB_DELETE, JOB_CONFIG };
 
@@ -334,6 +336,28 @@ static void hook_hw_advanced(void *ctx, struct log *l)
 	broker_wake_partition(ctx);
 }
 
+/* --- closed-segment reads off the reactor (rwarm.h) --- */
+static bool hook_read_warm(void *ctx, struct log *l, const char *path_stem, int64_t base_offset,
+			   int64_t offset, int64_t max_bytes)
+{
+	struct partition *p = ctx;
+	(void)l;
+	return p->rwarm && rwarm_submit(p->rwarm, p->topic->name, p->id, path_stem, base_offset,
+					offset, max_bytes);
+}
+
+/* On the reactor: the segment's pages are in; the fetches parked on it look again. Found by
+ * name: the topic may have been deleted (or re-created) meanwhile. */
+static void rwarm_done(void *ctx, const char *topic, int32_t partition, int64_t base_offset)
+{
+	struct broker *b = ctx;
+	struct partition *p = broker_find_partition(b, topic, strlen(topic), partition);
+	if (!p)
+		return;
+	log_warm_done(p->log, base_offset);
+	broker_wake_partition(p);
+}
+
 void partition_waiter_add(struct partition *p, struct partition_waiter *w)
 {
 	w->next = &p->waiters;
@@ -393,9 +417,11 @@ static int partition_open(struct broker *b, struct topic *t, int32_t id, const s
 			return rrc;
 		}
 	}
+	p->rwarm = b->rwarm;
 	struct log_hooks hooks = { .ctx = p, .hw_advanced = hook_hw_advanced,
 				   .segment_closed = hook_segment_closed,
-				   .segment_deletable = hook_segment_deletable };
+				   .segment_deletable = hook_segment_deletable,
+				   .read_warm = hook_read_warm };
 	int rc = log_open_at(b->ur, dir, fresh ? initial_offset : 0, &pp->lc, &hooks, &p->log);
 	if (rc < 0) {
 		slog_error("broker", "topic=%s partition=%d: cannot open log %s: %s", t->name, id, dir,
@@ -753,6 +779,10 @@ int broker_open(struct broker **out, struct uring *ur, struct cfg *conf, char *w
 		goto fail;
 	if ((rc = jobs_open(b, why, why_len)) < 0)
 		goto fail;
+	if ((rc = rwarm_open(ur, BROKER_RWARM_THREADS, rwarm_done, b, &b->rwarm)) < 0) {
+		snprintf(why, why_len, "cannot start the read warm-up threads: %s", strerror(-rc));
+		goto fail;
+	}
 	DIR *d = opendir(b->meta_dir);
 	if (!d) {
 		rc = -errno;
@@ -801,6 +831,8 @@ int broker_close(struct broker *b)
 		return 0;
 	/* First: operations under way end (a finished creation is inserted, then closed below). */
 	jobs_close(b);
+	rwarm_close(b->rwarm); /* its completions find the partitions still open */
+	b->rwarm = NULL;
 	if (b->buckets)
 		broker_foreach_topic(b, close_topic_cb, b);
 	tier_close(b->tier); /* after every partition let go of its tier state */

@@ -492,7 +492,11 @@ static int64_t fetch_partition(struct fetch_state *fs, struct fetch_out *o, stru
 			if (left <= 0 && !min_one)
 				break;
 			struct log_slice s;
-			int rc = log_read(p->log, off, hw, left > 0 ? left : 0, min_one, &s);
+			/* A closed segment not in memory: read off the reactor first (rwarm.h); the
+			 * fetch parks like a cold read and the warm-up wakes it. */
+			int rc = log_read_nb(p->log, off, hw, left > 0 ? left : 0, min_one, &s);
+			if (rc == LOG_READ_PENDING)
+				break;
 			if (rc != KERR_NONE || s.len == 0) {
 				if (rc == KERR_NONE)
 					log_slice_release(&s);

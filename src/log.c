@@ -11,11 +11,15 @@
  * through the ring (IORING_OP_OPENAT) before the active segment fills, so a roll only swaps
  * pointers and renames them through the ring; index finalization, closes, unlinks, the
  * checkpoint's open/write/fsync/rename and the truncation after a failed write are ring
- * operations too. What still blocks: log_open/log_close (documented as blocking), reads of
- * closed segments whose files are not open (open + mmap of the index on first lookup after
- * the LRU let them go, preads served by the page cache), the rebuild of a damaged index on
- * first lookup (rare: seg_load_index), and fallbacks when memory or a pre-opened spare is
- * missing (counted in log_stats.rolls_sync). */
+ * operations too. Reads of closed segments through log_read_nb (Fetch) first check, without
+ * blocking, that what the lookup touches is in memory (files open, index pages by mincore,
+ * header pages by preadv2 RWF_NOWAIT) and otherwise hand the segment to the read_warm hook
+ * (rwarm.c reads it into the page cache on its threads) and answer LOG_READ_PENDING. What
+ * still blocks: log_open/log_close (documented as blocking), log_read (group replay at
+ * start), timestamp lookups (ListOffsets) and max-timestamp reads of closed segments not in
+ * memory, a page evicted again within LOG_WARM_FRESH_MS of its warm-up, the rebuild of a
+ * damaged index on first lookup (rare: seg_load_index), and fallbacks when memory or a
+ * pre-opened spare is missing (counted in log_stats.rolls_sync). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1748,8 +1752,56 @@ int log_append(struct log *l, struct log_append *a)
 
 /* --- reads -------------------------------------------------------------------------------------- */
 
+/* log_read_nb's test before a closed segment is touched: true when the read must wait for a
+ * warm-up (asked for here when none is under way). */
+static bool read_needs_warm(struct log *l, struct log_seg *s, int64_t offset, int64_t max_bytes)
+{
+	if (s->state != SEG_CLOSED || !l->hooks.read_warm)
+		return false;
+	if (s->warm_inflight)
+		return true;
+	int64_t now = st_now_ms();
+	if (s->warm_done_ms && now - s->warm_done_ms < LOG_WARM_FRESH_MS)
+		return false;
+	if (seg_read_cached(s, offset, max_bytes)) {
+		/* In memory: the next reads of it skip the probe (mincore, two preadv2) for a while,
+		 * as after a warm-up. */
+		s->warm_done_ms = now;
+		return false;
+	}
+	if (!l->hooks.read_warm(l->hooks.ctx, l, s->path, s->base_offset, offset, max_bytes))
+		return false; /* not taken: read as log_read does */
+	s->warm_inflight = true;
+	l->stats.read_warmups++;
+	return true;
+}
+
+void log_warm_done(struct log *l, int64_t base_offset)
+{
+	int32_t i = find_seg_idx(l, base_offset);
+	if (i < 0 || i >= l->nsegs || l->segs[i]->base_offset != base_offset)
+		return;
+	l->segs[i]->warm_inflight = false;
+	l->segs[i]->warm_done_ms = st_now_ms();
+}
+
+static int read_impl(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes,
+		     bool min_one, bool nb, struct log_slice *out);
+
 int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
 	     struct log_slice *out)
+{
+	return read_impl(l, offset, upto_offset, max_bytes, min_one, false, out);
+}
+
+int log_read_nb(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
+		struct log_slice *out)
+{
+	return read_impl(l, offset, upto_offset, max_bytes, min_one, true, out);
+}
+
+static int read_impl(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes,
+		     bool min_one, bool nb, struct log_slice *out)
 {
 	memset(out, 0, sizeof *out);
 	out->fd = -1;
@@ -1765,6 +1817,8 @@ int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_byt
 	int32_t interval = l->cfg.index_interval_bytes;
 	for (int32_t i = find_seg_idx(l, offset); i < l->nsegs; i++) {
 		struct log_seg *s = l->segs[i];
+		if (nb && read_needs_warm(l, s, offset, max_bytes))
+			return LOG_READ_PENDING;
 		closed_used(l, s, true);
 		int64_t lim_pos = s->hw_pos, lim_off = s->hw_offset;
 		int64_t start;

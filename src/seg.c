@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "strata/common.h"
@@ -708,6 +709,61 @@ int seg_read_hdr(struct log_seg *s, int64_t pos, struct batch_hdr *h)
 		got += (size_t)n;
 	}
 	return batch_parse_hdr(buf, sizeof buf, h);
+}
+
+/* mincore over a mapped index: every page resident. */
+static bool index_resident(const struct seg_index *ix)
+{
+	if (!ix->data || !ix->map_len)
+		return true;
+	long page = sysconf(_SC_PAGESIZE);
+	if (page <= 0)
+		return false;
+	size_t pages = (ix->map_len + (size_t)page - 1) / (size_t)page;
+	unsigned char vec[256];
+	/* In pieces of 256 pages (1 MiB): bounded stack, bounded loop. */
+	for (size_t at = 0; at < pages; at += sizeof vec) {
+		size_t n = pages - at < sizeof vec ? pages - at : sizeof vec;
+		if (mincore(ix->data + at * (size_t)page, n * (size_t)page, vec) < 0)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return false;
+	}
+	return true;
+}
+
+/* The header page at pos is in the page cache (RWF_NOWAIT: -EAGAIN when it is not). */
+static bool hdr_cached(const struct log_seg *s, int64_t pos)
+{
+	uint8_t buf[BATCH_HDR_SIZE];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
+	ssize_t n = preadv2(s->fd, &iov, 1, (off_t)pos, RWF_NOWAIT);
+	if (n >= 0)
+		return true;
+	/* A kernel or file system without RWF_NOWAIT for buffered reads: cannot tell, so read
+	 * as before (blocking) rather than never. */
+	return errno == EOPNOTSUPP || errno == EINVAL;
+}
+
+bool seg_read_cached(struct log_seg *s, int64_t offset, int64_t max_bytes)
+{
+	ST_ASSERT(s->state == SEG_CLOSED);
+	if (s->fd < 0 || !s->idx_loaded || s->deleted)
+		return false;
+	/* Loaded, the time index is not touched by a read (ListOffsets reads it, on the reactor). */
+	if (!index_resident(&s->oidx))
+		return false;
+	int64_t pos = seg_index_lookup(s, offset);
+	if (pos < s->size && !hdr_cached(s, pos))
+		return false;
+	int64_t bound = max_bytes > INT64_MAX - pos ? INT64_MAX : pos + max_bytes;
+	if (bound < s->size) {
+		int64_t p2 = seg_index_lookup_pos(s, bound);
+		if (p2 > pos && !hdr_cached(s, p2))
+			return false;
+	}
+	return true;
 }
 
 int seg_find(struct log_seg *s, int64_t offset, int64_t limit_pos, int32_t index_interval_bytes,

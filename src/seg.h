@@ -100,6 +100,10 @@ struct log_seg {
 	 * completed and a directory fsync followed; recovery deletes *.tmp files. */
 	uint8_t tmp_mask;
 	uint32_t tmp_gen;
+	/* Reads of a closed segment whose pages are not in memory: log.c asks for a warm-up off
+	 * the reactor (log_hooks.read_warm) instead of blocking on the disk. */
+	bool warm_inflight;
+	int64_t warm_done_ms;   /* when the last warm-up finished (0: never) */
 };
 
 /* Formats "<path>.<ext>" into buf. Returns 0 or -ENAMETOOLONG. */
@@ -171,6 +175,11 @@ int seg_read_hdr(struct log_seg *s, int64_t pos, struct batch_hdr *h);
  * with *pos and *h, 0 when none below limit_pos, or -errno. */
 int seg_find(struct log_seg *s, int64_t offset, int64_t limit_pos, int32_t index_interval_bytes,
 	     int64_t *rebuilds, int64_t *pos, struct batch_hdr *h);
+/* Whether a read of up to max_bytes from offset would find in memory what log_read looks at
+ * before the send: files open, indexes loaded and the offset index's pages resident (mincore),
+ * and the pages of the batch headers at the index's position for offset and for the read's end
+ * (preadv2 RWF_NOWAIT). Never blocks on the disk; false when unsure. A closed segment only. */
+bool seg_read_cached(struct log_seg *s, int64_t offset, int64_t max_bytes);
 /* Max timestamp and the last offset of its batch; loads it from the time index's last entry
  * for an unloaded closed segment (ts -1 when there are no timestamps). Returns 0 or -errno. */
 int seg_max_timestamp(struct log_seg *s, int64_t *ts, int64_t *offset);

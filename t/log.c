@@ -1528,6 +1528,172 @@ static void test_open_at(void)
 	ok(stat(d2, &st) < 0 && errno == ENOENT, "its directory removed by the caller");
 }
 
+/* log_read_nb: a closed segment not in memory goes to the read_warm hook (once while it is
+ * under way) instead of being read; after log_warm_done it is read as log_read reads it. */
+static struct {
+	int calls;
+	char stem[PATH_MAX];
+	int64_t base, offset, max_bytes;
+	bool accept;
+} warm;
+
+static bool on_read_warm(void *ctx, struct log *l, const char *stem, int64_t base, int64_t offset,
+			 int64_t max_bytes)
+{
+	(void)ctx;
+	(void)l;
+	warm.calls++;
+	snprintf(warm.stem, sizeof warm.stem, "%s", stem);
+	warm.base = base;
+	warm.offset = offset;
+	warm.max_bytes = max_bytes;
+	return warm.accept;
+}
+
+/* Drops a file's pages from the page cache (clean pages: written and fsynced). */
+static void drop_cache(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t n = strlen(de->d_name), k = strlen(suffix);
+		if (n < k || strcmp(de->d_name + n - k, suffix) != 0)
+			continue;
+		char p[PATH_MAX];
+		join(p, sizeof p, dir, de->d_name);
+		int fd = open(p, O_RDONLY);
+		if (fd >= 0) {
+			fdatasync(fd);
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+			close(fd);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+static void test_read_warm(void)
+{
+	char dir[PATH_MAX];
+	new_dir(dir, sizeof dir);
+	struct log_config c = small_cfg();
+	c.segment_bytes = 4000;
+	c.index_interval_bytes = 200;
+	struct log_hooks wh = hooks;
+	wh.read_warm = on_read_warm;
+	struct log *l = NULL;
+	if (log_open(&ur, dir, &c, &wh, &l) != 0)
+		BAIL_OUT("log_open %s", dir);
+	struct batchgen_opts g = gen(2, 150, 1000);
+	for (int i = 0; i < 40; i++)
+		append_wait(l, &g, NULL);
+	uring_drain(&ur);
+	ok(log_segment_count(l) >= 4, "warm: %d segments", log_segment_count(l));
+	/* A reopened log has its closed segments' files shut; their pages dropped. */
+	log_close(l);
+	drop_cache(dir, ".index");
+	drop_cache(dir, ".timeindex");
+	drop_cache(dir, ".log");
+	if (log_open(&ur, dir, &c, &wh, &l) != 0)
+		BAIL_OUT("log_open %s", dir);
+	memset(&warm, 0, sizeof warm);
+	warm.accept = true;
+	int64_t hw = log_high_watermark(l);
+	struct log_slice sl;
+	int rc = log_read_nb(l, 5, hw, 1 << 20, true, &sl);
+	is_int(rc, LOG_READ_PENDING, "warm: a closed segment not in memory is not read on the spot");
+	size_t dl = strlen(dir);
+	ok(warm.calls == 1 && warm.base == 0 && warm.offset == 5 && warm.max_bytes == 1 << 20 &&
+	   strncmp(warm.stem, dir, dl) == 0 && strcmp(warm.stem + dl, "/00000000000000000000") == 0,
+	   "warm: the hook gets the segment's path stem, base, offset and size (%s, %lld)", warm.stem,
+	   (long long)warm.base);
+	rc = log_read_nb(l, 5, hw, 1 << 20, true, &sl);
+	ok(rc == LOG_READ_PENDING && warm.calls == 1, "warm: asked once while under way (%d calls)",
+	   warm.calls);
+	struct log_stats lst;
+	log_get_stats(l, &lst);
+	is_int(lst.read_warmups, 1, "warm: counted");
+	log_warm_done(l, 0);
+	rc = log_read_nb(l, 5, hw, 1 << 20, true, &sl);
+	int64_t nb = 0;
+	ok(rc == KERR_NONE && sl.len > 0 && sl.first_offset <= 5 && slice_ok(&sl, &nb) && warm.calls == 1,
+	   "warm: once warmed the segment is read (%d, %lld bytes from %lld)", rc, (long long)sl.len,
+	   (long long)sl.first_offset);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	log_warm_done(l, 777); /* no such segment: nothing happens */
+	/* Segment bases from the file names: 0 = the first, then the next two closed ones. */
+	int64_t bases[3] = { -1, -1, -1 };
+	DIR *dd = opendir(dir);
+	struct dirent *de;
+	while (dd && (de = readdir(dd))) {
+		long long v;
+		char ext[8];
+		if (sscanf(de->d_name, "%20lld.%7s", &v, ext) == 2 && strcmp(ext, "log") == 0)
+			for (int k = 0; k < 3; k++)
+				if (bases[k] < 0 || v < bases[k]) {
+					for (int m = 2; m > k; m--)
+						bases[m] = bases[m - 1];
+					bases[k] = v;
+					break;
+				}
+	}
+	if (dd)
+		closedir(dd);
+	ok(bases[0] == 0 && bases[1] > 0 && bases[2] > bases[1], "warm: segments %lld, %lld, %lld",
+	   (long long)bases[0], (long long)bases[1], (long long)bases[2]);
+	/* The hook refusing (queue full): read as log_read does. */
+	warm.accept = false;
+	int calls = warm.calls;
+	rc = log_read_nb(l, bases[1] + 1, hw, 1 << 20, true, &sl);
+	ok(rc == KERR_NONE && sl.len > 0 && warm.calls == calls + 1,
+	   "warm: a refused warm-up reads in place (%d, asked %d)", rc, warm.calls - calls);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	/* A segment in memory (files open, pages cached): no warm-up. */
+	warm.accept = true;
+	rc = log_read(l, bases[2] + 1, hw, 1 << 20, true, &sl);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	calls = warm.calls;
+	rc = log_read_nb(l, bases[2] + 1, hw, 1 << 20, true, &sl);
+	ok(rc == KERR_NONE && warm.calls == calls, "warm: a segment in memory is read at once (%d, %d calls)",
+	   rc, warm.calls - calls);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	/* Files open, index mapped, but the .log's pages dropped: the header read would block.
+	 * (Segment bases[1]: read in place above, never probed; bases[2] was just found in
+	 * memory and is not probed again for LOG_WARM_FRESH_MS.) */
+	drop_cache(dir, ".log");
+	rc = log_read_nb(l, bases[1] + 1, hw, 1 << 20, true, &sl);
+	ok(rc == LOG_READ_PENDING && warm.calls == calls + 1 && warm.base == bases[1],
+	   "warm: an open segment whose header pages left the page cache is warmed first (%d)", rc);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	rc = log_read_nb(l, bases[2] + 1, hw, 1 << 20, true, &sl);
+	ok(rc == KERR_NONE && warm.calls == calls + 1,
+	   "warm: one found in memory a moment ago is read without a look (%d)", rc);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	log_warm_done(l, bases[1]);
+	calls = warm.calls;
+	/* The active segment is never sent to warm up. */
+	rc = log_read_nb(l, hw - 1, hw, 1 << 20, true, &sl);
+	ok(rc == KERR_NONE && warm.calls == calls, "warm: the active segment is read at once");
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	log_close(l);
+	/* No hook: log_read_nb is log_read. */
+	drop_cache(dir, ".log");
+	if (log_open(&ur, dir, &c, &hooks, &l) != 0)
+		BAIL_OUT("log_open %s", dir);
+	rc = log_read_nb(l, 5, log_high_watermark(l), 1 << 20, true, &sl);
+	ok(rc == KERR_NONE && sl.len > 0, "warm: without a hook the read happens in place (%d)", rc);
+	if (rc == KERR_NONE)
+		log_slice_release(&sl);
+	log_close(l);
+}
+
 int main(void)
 {
 	int fds0 = count_fds();
@@ -1551,6 +1717,7 @@ int main(void)
 	test_roll_spare();
 	test_closed_files();
 	test_open_at();
+	test_read_warm();
 	uring_fini(&ur);
 	is_int(count_fds(), fds0, "no file descriptor leaked");
 	rm_rf(root);

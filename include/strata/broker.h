@@ -28,6 +28,7 @@ struct broker_jobs;
 struct pstate;
 struct tier;
 struct tier_part;
+struct rwarm;
 
 struct partition_waiter {           /* a parked fetch, woken when the partition's hw moves */
 	struct partition_waiter *next, *prev;
@@ -40,6 +41,7 @@ struct partition {
 	struct log *log;
 	struct pstate *pstate;          /* idempotent producers' state (pstate.h) */
 	struct tier_part *tier;         /* remote (bucket) state, NULL when not tiered (tier/tier.h) */
+	struct rwarm *rwarm;            /* the broker's read warm-up pool (rwarm.h), or NULL */
 	struct partition_waiter waiters; /* circular list head */
 };
 
@@ -68,6 +70,7 @@ struct broker {
 	int64_t last_retention_ms, last_tick_ms;
 	struct tier *tier;              /* tiered storage, NULL with strata.tier.url=none */
 	struct broker_jobs *jobs;       /* the topic worker and its jobs (broker.c) */
+	struct rwarm *rwarm;            /* closed-segment read warm-ups off the reactor (rwarm.h) */
 };
 
 /* Opens log.dirs (creating it), takes its lock, loads the cluster id and every topic,

@@ -57,6 +57,13 @@ struct log_hooks {
 	/* Asked before retention deletes a closed segment; false keeps it (tiering: not yet uploaded).
 	 * NULL = always deletable. */
 	bool (*segment_deletable)(void *ctx, struct log *l, int64_t base_offset);
+	/* log_read_nb met a closed segment whose index or header pages are not in memory: bring
+	 * them in off the reactor (read the files by path: <path_stem>.index, .timeindex and the
+	 * header pages of .log at the read's start and end, see rwarm.h), then call log_warm_done
+	 * on the reactor and wake the reader. Returns false when it cannot take the request (the
+	 * read then blocks as log_read does). May be NULL: log_read_nb is log_read. */
+	bool (*read_warm)(void *ctx, struct log *l, const char *path_stem, int64_t base_offset,
+			  int64_t offset, int64_t max_bytes);
 };
 
 /* Opens (creating if missing) the partition directory dir and recovers it: a clean shutdown's
@@ -154,6 +161,19 @@ struct log_slice {
 int log_read(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
 	     struct log_slice *out);
 void log_slice_release(struct log_slice *s);
+/* Returned by log_read_nb (> every Kafka error code): a warm-up was asked for (or is under
+ * way); nothing was read. The reader parks and is woken through read_warm's completion. */
+#define LOG_READ_PENDING 10001
+/* log_read for the reactor: the same, except that a closed segment whose pages are not in
+ * memory is not read (open, index load, header preads would block on the disk) but handed to
+ * the read_warm hook, answering LOG_READ_PENDING. A segment warmed or found in memory within
+ * the last LOG_WARM_FRESH_MS is read as log_read does without looking again: a page evicted
+ * meanwhile costs one blocking read rather than a probe per fetch or a wait that never ends. */
+#define LOG_WARM_FRESH_MS 2000
+int log_read_nb(struct log *l, int64_t offset, int64_t upto_offset, int64_t max_bytes, bool min_one,
+		struct log_slice *out);
+/* The warm-up of segment base_offset ended (the segment may be gone since). */
+void log_warm_done(struct log *l, int64_t base_offset);
 
 /* The earliest record with timestamp >= ts_ms (ListOffsets): *offset_out and its *ts_out, or
  * *offset_out = -1 when every record is older. Record-exact (looks inside the batch). */
@@ -207,6 +227,7 @@ struct log_stats {
 	int64_t open_batches_scanned;   /* batches CRC-checked by log_open's recovery */
 	int64_t open_bytes_truncated;   /* torn/corrupt tail bytes cut off at open */
 	int64_t index_rebuilds;         /* missing or damaged indexes rebuilt (open or lazily) */
+	int64_t read_warmups;           /* closed-segment reads handed to read_warm (log_read_nb) */
 	int64_t fsync_rounds;           /* group-commit rounds completed */
 	int64_t writes;                 /* data write operations completed (each carries the
 	                                   appends queued on its segment: one or more) */

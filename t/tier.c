@@ -674,6 +674,67 @@ static void test_rcache(bool direct)
 		rcache_close(prc);
 	}
 
+	/* Disk pressure (copy mode: chunks take space in the cache directory): with a minimum of
+	 * free space above what the file system has, rcache_trim drops every unreferenced chunk
+	 * file and a new chunk is not cached (its read fails, KAFKA_STORAGE_ERROR); with the
+	 * minimum back at 0 the same read is served. */
+	if (!direct) {
+		struct rcache_config pc = cfg;
+		pc.prefetch_chunks = 0;
+		pc.min_free_bytes = 0;
+		struct rcache *prc;
+		ok(rcache_open(&pc, os, NULL, NULL, &prc) == 0, "copy: rcache_open (pressure)");
+		int served = 0;
+		for (int64_t at_off = SEG_BASE; at_off <= seg.m.last_offset && served < 3; served++) {
+			r = read_wait(prc, &seg, at_off, 1 << 20, &sl);
+			if (r != KERR_NONE)
+				break;
+			at_off = sl.next_offset;
+			rcache_slice_release(&sl);
+		}
+		int before = count_cache_files(cdir);
+		ok(served == 3 && before >= 3, "copy: %d chunk files cached", before);
+		rcache_close(prc);
+		/* the same, under pressure from the start */
+		pc.min_free_bytes = INT64_MAX / 2;
+		ok(rcache_open(&pc, os, NULL, NULL, &prc) == 0, "copy: rcache_open (min free above the disk)");
+		r = read_wait(prc, &seg, SEG_BASE, 1 << 20, &sl);
+		ok(r == KERR_KAFKA_STORAGE_ERROR && count_cache_files(cdir) == 0,
+		   "copy: under disk pressure a chunk is not cached, the read fails cleanly (%d, %d files)", r,
+		   count_cache_files(cdir));
+		if (r == KERR_NONE)
+			rcache_slice_release(&sl);
+		rcache_get_stats(prc, &st);
+		ok(st.pressure_refusals >= 1, "copy: refusals counted (%" PRId64 ")", st.pressure_refusals);
+		rcache_close(prc);
+		/* cached first, then the disk "fills": trim gives the space back */
+		pc.min_free_bytes = 0;
+		ok(rcache_open(&pc, os, NULL, NULL, &prc) == 0, "copy: rcache_open (trim)");
+		struct rcache_slice keep;
+		r = read_wait(prc, &seg, SEG_BASE, 1 << 20, &keep);
+		int64_t o2 = r == KERR_NONE ? keep.next_offset : SEG_BASE;
+		for (int i = 0; i < 2; i++) {
+			if (read_wait(prc, &seg, o2, 1 << 20, &sl) != KERR_NONE)
+				break;
+			o2 = sl.next_offset;
+			rcache_slice_release(&sl);
+		}
+		int cached = count_cache_files(cdir);
+		ok(rcache_trim(prc) == 0, "copy: no pressure, nothing trimmed");
+		rcache_set_min_free_bytes(prc, INT64_MAX / 2);
+		int dropped = rcache_trim(prc);
+		rcache_get_stats(prc, &st);
+		ok(dropped == cached - 1 && count_cache_files(cdir) == 1 && st.pressure_evictions == dropped,
+		   "copy: under pressure every unreferenced chunk file is dropped, the one in use kept "
+		   "(%d of %d dropped, %d left)", dropped, cached, count_cache_files(cdir));
+		if (r == KERR_NONE) {
+			int64_t nb;
+			ok(slice_ok(&keep, &nb), "copy: the slice in use still reads its batches");
+			rcache_slice_release(&keep);
+		}
+		rcache_close(prc);
+	}
+
 	/* A verified chunk whose bucket file is then changed in place (an outsider writing into
 	 * the bucket directory): verified again before it is served again, so damage written
 	 * after the first verification is refused too; a slice taken before the change stays

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <sched.h>
 #include <unistd.h>
@@ -132,6 +133,7 @@ struct rcache {
 	uint64_t file_seq;
 	bool no_local;                  /* the store has no local files: download and copy */
 	uint64_t wanted_gen;            /* atomic: +1 whenever a read marks a LOADING chunk wanted */
+	int64_t last_trim_ms;           /* rcache_trim's last periodic run (download threads) */
 	struct rcache_stats st;
 };
 
@@ -139,6 +141,7 @@ void rcache_config_defaults(struct rcache_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->max_bytes = 1ll << 30;
+	cfg->min_free_bytes = 128ll << 20;
 	cfg->max_chunks = 1024;
 	cfg->chunk_bytes = 4 << 20;
 	cfg->threads = 2;
@@ -291,6 +294,90 @@ static void free_evicted(struct rcache *rc, struct rcache_chunk *list)
 		chunk_free(rc, list);
 		list = next;
 	}
+}
+
+/* --- disk pressure ----------------------------------------------------------------------------- */
+
+/* Bytes an unprivileged writer may still use on the cache directory's file system; -1 unknown. */
+static int64_t fs_free_bytes(const struct rcache *rc)
+{
+	struct statvfs sv;
+	if (statvfs(rc->dir, &sv) < 0)
+		return -1;
+	return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+/* Detaches unreferenced chunk files (not bucket files: they take no cache space), least
+ * recently used first, until want bytes are freed (lock held; bounded by the list). */
+static struct rcache_chunk *pressure_evict_locked(struct rcache *rc, int64_t want, int *n)
+{
+	struct rcache_chunk *out = NULL;
+	int64_t freed = 0;
+	*n = 0;
+	for (struct rcache_chunk *c = rc->lru.lru_prev; c != &rc->lru && freed < want;) {
+		struct rcache_chunk *prev = c->lru_prev;
+		if (c->refs == 0 && c->state == ST_READY && !c->local && c->path[0]) {
+			freed += c->len;
+			chunk_detach(rc, c);
+			c->hnext = out;
+			out = c;
+			(*n)++;
+			rc->st.pressure_evictions++;
+		}
+		c = prev;
+	}
+	return out;
+}
+
+/* Makes room for a chunk file of len bytes above min_free_bytes. Returns 0, or -ENOSPC with
+ * why when even an empty cache would cross it. */
+static int pressure_room(struct rcache *rc, int64_t len, char *why, size_t why_len)
+{
+	int64_t min_free = __atomic_load_n(&rc->cfg.min_free_bytes, __ATOMIC_RELAXED);
+	if (min_free <= 0)
+		return 0;
+	int64_t fr = fs_free_bytes(rc);
+	if (fr < 0 || fr - len >= min_free)
+		return 0;
+	int n;
+	pthread_mutex_lock(&rc->lock);
+	struct rcache_chunk *list = pressure_evict_locked(rc, min_free - (fr - len), &n);
+	pthread_mutex_unlock(&rc->lock);
+	free_evicted(rc, list);
+	fr = fs_free_bytes(rc);
+	if (fr < 0 || fr - len >= min_free)
+		return 0;
+	pthread_mutex_lock(&rc->lock);
+	rc->st.pressure_refusals++;
+	pthread_mutex_unlock(&rc->lock);
+	snprintf(why, why_len, "disk pressure in %.300s: %" PRId64 " bytes free, a chunk of %" PRId64
+		 " would leave less than strata.tier.cache.min.free.bytes=%" PRId64 " (%d cached chunks "
+		 "dropped)", rc->dir, fr, len, min_free, n);
+	return -ENOSPC;
+}
+
+void rcache_set_min_free_bytes(struct rcache *rc, int64_t min_free_bytes)
+{
+	__atomic_store_n(&rc->cfg.min_free_bytes, min_free_bytes, __ATOMIC_RELAXED);
+}
+
+int rcache_trim(struct rcache *rc)
+{
+	int64_t min_free = __atomic_load_n(&rc->cfg.min_free_bytes, __ATOMIC_RELAXED);
+	if (min_free <= 0)
+		return 0;
+	int64_t fr = fs_free_bytes(rc);
+	if (fr < 0 || fr >= min_free)
+		return 0;
+	int n;
+	pthread_mutex_lock(&rc->lock);
+	struct rcache_chunk *list = pressure_evict_locked(rc, min_free - fr, &n);
+	pthread_mutex_unlock(&rc->lock);
+	free_evicted(rc, list);
+	if (n > 0)
+		slog_warn("tier", "read cache %s: %" PRId64 " bytes free, under strata.tier.cache.min.free."
+			  "bytes=%" PRId64 ": dropped %d cached chunks", rc->dir, fr, min_free, n);
+	return n;
 }
 
 static struct seg_meta *meta_find(struct rcache *rc, const char *key)
@@ -886,12 +973,15 @@ static int write_all(int fd, const uint8_t *p, size_t len)
  * over) or a file in the cache directory written from buf, and ci's sparse index (taken over:
  * ci->sp is NULL after success). */
 static int chunk_fill(struct rcache *rc, struct rcache_chunk *c, const uint8_t *buf, size_t len,
-		      int64_t pos, bool last_chunk, struct local_file *lf, struct chunk_index *ci)
+		      int64_t pos, bool last_chunk, struct local_file *lf, struct chunk_index *ci,
+		      char *why, size_t why_len)
 {
 	char path[sizeof c->path] = "";
 	int fd = lf->fd, err = 0;
 	if (fd < 0) {
 		ST_ASSERT(buf != NULL);
+		if ((err = pressure_room(rc, (int64_t)len, why, why_len)) < 0)
+			return err;
 		uint64_t seq;
 		pthread_mutex_lock(&rc->lock);
 		seq = ++rc->file_seq;
@@ -1024,8 +1114,10 @@ static void run_chunk_job(struct rcache *rc, struct job *j, struct dl_buf *dl)
 	}
 	pthread_mutex_unlock(&rc->lock);
 	if (err == 0 && c && c->state == ST_LOADING) {
-		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf, &ci);
-		if (err < 0)
+		why[0] = 0;
+		err = chunk_fill(rc, c, buf, (size_t)(p1 - p0), p0, k + 1 == n_chunks, &lf, &ci, why,
+				 sizeof why);
+		if (err < 0 && !why[0])
 			snprintf(why, sizeof why, "cannot write the cache file in %.300s: %s", rc->dir,
 				 strerror(-err));
 	}
@@ -1189,8 +1281,24 @@ static void worker_loop(struct rcache *rc, bool prefetch_class)
 	bool both = !prefetch_class && rc->cfg.prefetch_threads == 0;
 	pthread_mutex_lock(&rc->lock);
 	for (;;) {
-		while (!rc->stop && !(prefetch_class ? rc->prefetch.n : rc->demand.n || (both && rc->prefetch.n)))
-			pthread_cond_wait(prefetch_class ? &rc->cond_prefetch : &rc->cond, &rc->lock);
+		while (!rc->stop && !(prefetch_class ? rc->prefetch.n : rc->demand.n || (both && rc->prefetch.n))) {
+			if (prefetch_class) {
+				pthread_cond_wait(&rc->cond_prefetch, &rc->lock);
+				continue;
+			}
+			/* Demand threads wake now and then to give space back under disk pressure. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += RCACHE_TRIM_INTERVAL_MS / 1000;
+			pthread_cond_timedwait(&rc->cond, &rc->lock, &until);
+			int64_t now = st_now_ms();
+			if (!rc->stop && now - rc->last_trim_ms >= RCACHE_TRIM_INTERVAL_MS) {
+				rc->last_trim_ms = now;
+				pthread_mutex_unlock(&rc->lock);
+				rcache_trim(rc);
+				pthread_mutex_lock(&rc->lock);
+			}
+		}
 		if (rc->stop)
 			break;
 		struct job *j = prefetch_class ? NULL : ring_pop(&rc->demand);

@@ -29,6 +29,9 @@ struct rcache_chunk;
 struct rcache_config {
 	const char *dir;
 	int64_t max_bytes;              /* LRU bound (referenced chunks may exceed it) */
+	int64_t min_free_bytes;         /* disk pressure: the cache directory's file system keeps
+	                                   this much free; the cache gives back space (LRU) below it
+	                                   and writes no chunk file that would cross it */
 	int32_t max_chunks;             /* bound on cached chunks (one open file each) */
 	int64_t chunk_bytes;
 	int threads;                    /* download threads (reads waiting for a chunk) */
@@ -94,6 +97,8 @@ struct rcache_stats {
 	int64_t downloads, download_bytes, download_errors, corrupt;
 	int64_t prefetches, evictions;
 	int64_t handovers;              /* prefetches a waiting read took over (see rcache.c) */
+	int64_t pressure_evictions;     /* chunks dropped because the disk ran short (min_free_bytes) */
+	int64_t pressure_refusals;      /* chunk files not written for lack of disk space */
 	int64_t local_bytes;            /* of download_bytes: verified in place in a local bucket */
 	int64_t local_changed;          /* local chunks whose file changed after verification */
 	int64_t job_cpu_ns;             /* CPU time of the download threads' jobs */
@@ -101,6 +106,14 @@ struct rcache_stats {
 	int32_t cached_chunks;
 };
 void rcache_get_stats(struct rcache *rc, struct rcache_stats *out);
+/* Gives space back when the cache directory's file system has less than min_free_bytes free:
+ * drops unreferenced chunk files, least recently used first. The download threads run it
+ * every RCACHE_TRIM_INTERVAL_MS and before writing a chunk; exposed for tests. Returns the
+ * chunks dropped. Blocking (statvfs, unlink): never on the reactor. */
+#define RCACHE_TRIM_INTERVAL_MS 5000
+int rcache_trim(struct rcache *rc);
+/* Changes min_free_bytes of a running cache (the next trim or chunk write uses it). */
+void rcache_set_min_free_bytes(struct rcache *rc, int64_t min_free_bytes);
 
 /* Verifies a downloaded chunk of seg's .log object that starts at byte pos (pure; exposed for
  * tests). first_last_offset: the last offset of the chunk's first batch per the offset index

@@ -1500,6 +1500,7 @@ int tier_open(const struct cfg *bc, const char *log_dir, struct uring *ur, tier_
 	rcache_config_defaults(&rcfg);
 	rcfg.dir = cdir;
 	rcfg.max_bytes = cfg_int(bc, BC_TIER_CACHE_BYTES);
+	rcfg.min_free_bytes = cfg_int(bc, BC_TIER_CACHE_MIN_FREE);
 	rcfg.chunk_bytes = cfg_int(bc, BC_TIER_CHUNK_BYTES);
 	rcfg.threads = (int)cfg_int(bc, BC_TIER_DOWNLOAD_THREADS);
 	rcfg.prefetch_threads = (int)cfg_int(bc, BC_TIER_PREFETCH_THREADS);

@@ -124,28 +124,9 @@ def _gzip_encode(b):
     return c.compress(b) + c.flush()
 
 
-# ---- CRC-32C (Castagnoli), reflected polynomial 0x82F63B78 ----------------------------
+# ---- CRC-32C (Castagnoli): t/tapkit.py's ---------------------------------------------
 
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-_CRC_T = _crc32c_table()
-
-
-def crc32c(data, crc=0):
-    c = crc ^ 0xFFFFFFFF
-    t = _CRC_T
-    for b in data:
-        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
+from tapkit import crc32c  # noqa: E402 (t/ is on sys.path: this file sits beside it)
 
 assert crc32c(b"123456789") == 0xE3069283
 

@@ -124,9 +124,10 @@ def _crc32c_table():
 CRC32C_TABLE = _crc32c_table()
 
 
-def crc32c(data):
-    """CRC-32C (Castagnoli), as Kafka's record batches and Strata's bucket keys use it."""
-    c = 0xFFFFFFFF
+def crc32c(data, crc=0):
+    """CRC-32C (Castagnoli), as Kafka's record batches and Strata's bucket keys use it; crc
+    continues an earlier result."""
+    c = crc ^ 0xFFFFFFFF
     for b in data:
         c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
     return c ^ 0xFFFFFFFF

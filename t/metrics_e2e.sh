@@ -126,7 +126,10 @@ from prometheus_client.parser import text_string_to_metric_families
 fams = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
 need = {"strata_tier_upload_backlog_segments": "gauge", "strata_tier_uploaded_bytes": "counter",
         "strata_tier_upload_errors": "counter", "strata_tier_cache_hits": "counter",
-        "strata_tier_remote_segments": "gauge", "strata_build_info": "gauge"}
+        "strata_tier_remote_segments": "gauge", "strata_build_info": "gauge",
+        "strata_tier_cache_bytes": "gauge", "strata_tier_prefetch_handovers": "counter",
+        "strata_tier_cache_pressure_evictions": "counter", "strata_tier_cache_pressure_refusals": "counter",
+        "strata_log_read_warmups": "counter", "strata_log_read_warmup_bytes": "counter"}
 bad = [n for n, ty in need.items() if n not in fams or fams[n].type != ty or not fams[n].documentation]
 print("# %d metric families parsed; missing or wrong: %s" % (len(fams), bad))
 sys.exit(1 if bad else 0)'

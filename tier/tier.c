@@ -57,6 +57,7 @@ enum tier_metric {
 	TM_UPLOADED_SEGMENTS, TM_UPLOADED_BYTES, TM_UPLOAD_ERRORS, TM_MANIFESTS_WRITTEN,
 	TM_SEGMENTS_EXPIRED, TM_OBJECTS_DELETED, TM_COLD_READS, TM_COLD_READ_BYTES, TM_CACHE_HITS,
 	TM_CACHE_MISSES, TM_DOWNLOADS, TM_DOWNLOADED_BYTES, TM_DOWNLOAD_ERRORS, TM_CORRUPT_OBJECTS,
+	TM_CACHE_BYTES, TM_PREFETCH_HANDOVERS, TM_PRESSURE_EVICTIONS, TM_PRESSURE_REFUSALS,
 	TM__COUNT
 };
 
@@ -2076,6 +2077,15 @@ static const struct {
 				 "Failed chunk downloads.", false },
 	[TM_CORRUPT_OBJECTS] = { "strata_tier_corrupt_objects_total",
 				 "Downloaded objects that failed verification (not served).", false },
+	[TM_CACHE_BYTES] = { "strata_tier_cache_bytes",
+			     "Bytes of verified chunks in the read cache (file:// chunks included).", true },
+	[TM_PREFETCH_HANDOVERS] = { "strata_tier_prefetch_handovers_total",
+				    "Prefetches a waiting read took over (prefetch threads behind).", false },
+	[TM_PRESSURE_EVICTIONS] = { "strata_tier_cache_pressure_evictions_total",
+				    "Cached chunks dropped because the disk ran short "
+				    "(strata.tier.cache.min.free.bytes).", false },
+	[TM_PRESSURE_REFUSALS] = { "strata_tier_cache_pressure_refusals_total",
+				   "Chunks not cached for lack of disk space (their reads failed).", false },
 };
 
 /* Reactor (tier_tick): gauges set, counters advanced by what the stats grew since last time. */
@@ -2114,6 +2124,10 @@ static void publish_metrics(struct tier *t, const struct tier_stats *st, int64_t
 	metrics_add(m[TM_DOWNLOADED_BYTES], rs.download_bytes - prc->download_bytes);
 	metrics_add(m[TM_DOWNLOAD_ERRORS], rs.download_errors - prc->download_errors);
 	metrics_add(m[TM_CORRUPT_OBJECTS], rs.corrupt - prc->corrupt);
+	metrics_set(m[TM_CACHE_BYTES], rs.cached_bytes);
+	metrics_add(m[TM_PREFETCH_HANDOVERS], rs.handovers - prc->handovers);
+	metrics_add(m[TM_PRESSURE_EVICTIONS], rs.pressure_evictions - prc->pressure_evictions);
+	metrics_add(m[TM_PRESSURE_REFUSALS], rs.pressure_refusals - prc->pressure_refusals);
 	t->published = *st;
 	t->published_rc = rs;
 }

@@ -818,6 +818,15 @@ fail:
 	return rc;
 }
 
+/* Partitions stop asking the warm-up pool before it goes: a read after this reads in place. */
+static void unhook_rwarm_cb(void *ctx, struct topic *t)
+{
+	(void)ctx;
+	for (int32_t i = 0; i < t->n_partitions; i++)
+		if (t->parts[i])
+			t->parts[i]->rwarm = NULL;
+}
+
 static void close_topic_cb(void *ctx, struct topic *t)
 {
 	struct broker *b = ctx;
@@ -831,6 +840,8 @@ int broker_close(struct broker *b)
 		return 0;
 	/* First: operations under way end (a finished creation is inserted, then closed below). */
 	jobs_close(b);
+	if (b->buckets)
+		broker_foreach_topic(b, unhook_rwarm_cb, NULL);
 	rwarm_close(b->rwarm); /* its completions find the partitions still open */
 	b->rwarm = NULL;
 	if (b->buckets)

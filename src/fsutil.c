@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "strata/fsutil.h"
 
@@ -26,4 +27,21 @@ int st_mkdir_p(const char *path)
 	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+int64_t st_pread_full(int fd, void *buf, size_t len, int64_t offset)
+{
+	uint8_t *p = buf;
+	size_t got = 0;
+	while (got < len) { /* bounded: every turn reads at least one byte or ends */
+		ssize_t r = pread(fd, p + got, len - got, (off_t)(offset + (int64_t)got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (int64_t)got;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "strata/common.h"
+#include "strata/fsutil.h"
 #include "strata/metrics.h"
 #include "strata/rwarm.h"
 #include "strata/slog.h"
@@ -41,7 +42,6 @@ struct rwarm {
 	pthread_cond_t cond;
 	struct rwarm_req *q_head, *q_tail;   /* to do */
 	struct rwarm_req *d_head;            /* done, for the reactor */
-	uint32_t queued;                     /* in q */
 	uint32_t outstanding;                /* taken by submit, done not yet delivered (reactor) */
 	bool stop;
 	pthread_t *threads;
@@ -58,16 +58,14 @@ struct rwarm {
 static int64_t read_range(int fd, uint8_t *buf, size_t cap, int64_t pos, int64_t len)
 {
 	int64_t got = 0;
-	while (got < len) { /* bounded: every turn reads at least one byte or ends */
+	while (got < len) { /* bounded: every turn reads a full window or ends */
 		size_t n = (size_t)ST_MIN((int64_t)cap, len - got);
-		ssize_t r = pread(fd, buf, n, (off_t)(pos + got));
-		if (r < 0 && errno == EINTR)
-			continue;
+		int64_t r = st_pread_full(fd, buf, n, pos + got);
 		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
+			return r;
 		got += r;
+		if ((size_t)r < n)
+			break; /* end of file */
 	}
 	return got;
 }
@@ -190,7 +188,6 @@ static void *warm_thread(void *arg)
 		w->q_head = r->next;
 		if (!w->q_head)
 			w->q_tail = NULL;
-		w->queued--;
 		pthread_mutex_unlock(&w->lock);
 		if (scratch)
 			warm_one(w, r, scratch);
@@ -271,7 +268,6 @@ bool rwarm_submit(struct rwarm *w, const char *topic, int32_t partition, const c
 	else
 		w->q_head = r;
 	w->q_tail = r;
-	w->queued++;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	w->outstanding++;
@@ -337,7 +333,6 @@ void rwarm_close(struct rwarm *w)
 		w->d_head = r;
 	}
 	w->q_tail = NULL;
-	w->queued = 0;
 	/* The eventfd read may sit on the ring with our buffer: let it complete. */
 	if (w->efd_armed) {
 		kick(w->efd);

@@ -295,30 +295,13 @@ static int fs_open_object(struct fstore *s, const char *key, struct stat *st)
 	return fd;
 }
 
-static int64_t fs_pread_all(int fd, uint8_t *buf, int64_t len, int64_t offset)
-{
-	int64_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, (size_t)(len - got), offset + got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		got += r;
-	}
-	return got;
-}
-
 static int64_t fs_get_range(void *impl, const char *key, int64_t offset, int64_t len, void *buf)
 {
 	struct stat st;
 	int fd = fs_open_object(impl, key, &st);
 	if (fd < 0)
 		return fd;
-	int64_t got = offset >= st.st_size ? 0 : fs_pread_all(fd, buf, len, offset);
+	int64_t got = offset >= st.st_size ? 0 : st_pread_full(fd, buf, (size_t)len, offset);
 	close(fd);
 	return got;
 }
@@ -347,7 +330,7 @@ static int fs_get(void *impl, const char *key, size_t max_len, uint8_t **out, si
 		close(fd);
 		return -ENOMEM;
 	}
-	int64_t got = fs_pread_all(fd, buf, st.st_size, 0);
+	int64_t got = st_pread_full(fd, buf, (size_t)st.st_size, 0);
 	close(fd);
 	if (got < 0) {
 		free(buf);

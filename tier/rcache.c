@@ -782,23 +782,6 @@ static bool local_changed(const struct rcache_chunk *c)
 	       st.st_ctim.tv_nsec != c->ctime.tv_nsec;
 }
 
-static int64_t pread_full(int fd, uint8_t *buf, size_t len, int64_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, len - got, off + (int64_t)got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (int64_t)got;
-}
-
 /* What a verified chunk needs to be served, from its verification. */
 struct chunk_index {
 	struct sparse *sp;              /* malloc'd; whoever holds it frees it */
@@ -906,7 +889,7 @@ static int chunk_download(struct rcache *rc, const struct rcache_seg *seg, int64
 				break;
 			}
 			size_t n = len - (size_t)got < want ? len - (size_t)got : want;
-			int64_t r = pread_full(lf->fd, b->p, n, p0 + got);
+			int64_t r = st_pread_full(lf->fd, b->p, n, p0 + got);
 			if (r < 0) {
 				got = r;
 				break;
